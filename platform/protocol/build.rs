@@ -2,5 +2,11 @@
 
 fn main() -> std::io::Result<()> {
     println!("cargo:rerun-if-changed=proto");
-    prost_build::Config::new().compile_protos(&["proto/courier/v1/gateway.proto"], &["proto"])
+    prost_build::Config::new().compile_protos(
+        &[
+            "proto/courier/v1/gateway.proto",
+            "proto/courier/v1/content.proto",
+        ],
+        &["proto"],
+    )
 }

@@ -1,1 +1,29 @@
-//! placeholder
+//! The Courier client SDK and the `courier` command-line client.
+//!
+//! Layout:
+//! - [`client`]: [`Client`] (registration, keys, sessions) and [`Messenger`] (a connected
+//!   device: send, receipts, typing, presence) with its stream of [`Event`]s.
+//! - [`connection`]: a raw gateway connection (binary protobuf frames over WebSocket), for
+//!   tests and the load harness.
+//! - [`api`]: the typed HTTP API (registration, keys, directory, admin).
+//! - [`state`]: the device's persisted state (keys, sessions, seen message ids).
+//! - [`history`]: the local message history with delivery statuses.
+//! - [`error`]: [`ClientError`].
+//! - [`cli`]: the `courier` command-line client (the binary only parses and calls `cli::run`).
+//!
+//! End-to-end encryption (X3DH, Double Ratchet) comes from `courier-crypto`; the server only
+//! ever receives ciphertext.
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod connection;
+pub mod error;
+pub mod history;
+pub mod state;
+
+pub use api::{Api, Credentials};
+pub use client::{Client, Event, Messenger, ReceiptKind, Sent};
+pub use connection::{ConnectOptions, GatewayConnection, Incoming};
+pub use error::{ClientError, ClientResult};
+pub use state::StateFile;

@@ -22,14 +22,17 @@ pub struct RequestCodeResponse {
 
 /// `POST /v1/registration/verify`: prove the phone number and create a device credential.
 ///
-/// Registering a number again replaces every device of the account: the old devices lose their
-/// credentials and their queues, as when a number moves to a new phone.
+/// The device's public keys come with it, so that a device exists only with keys that others
+/// can start sessions with. Registering a number again replaces every device of the account:
+/// the old devices lose their credentials and their queues, as when a number moves to a new
+/// phone.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct VerifyCode {
     pub phone: String,
     pub code: String,
     #[serde(default)]
     pub device_name: Option<String>,
+    pub keys: UploadKeys,
 }
 
 /// Answer to [`VerifyCode`] (200): the credential for every later call.

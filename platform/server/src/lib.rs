@@ -1,1 +1,34 @@
-//! placeholder
+//! The Courier messaging server.
+//!
+//! Layout:
+//! - [`server`]: [`server::start`] assembles everything and returns a [`server::RunningServer`]
+//!   (tests start it on port 0); its `shutdown` drains gracefully.
+//! - [`config`]: configuration, parsed once (defaults < TOML file < `COURIER_*` environment).
+//! - [`http`]: the HTTP API (registration, keys, directory, admin, health, metrics).
+//! - [`gateway`]: the WebSocket gateway (authenticated upgrade, connection loop, limits).
+//! - [`actors`]: per-user actors on arbiters, their registry and messages.
+//! - [`accounts`]: registration by phone number and device authentication.
+//! - [`presence`]: who is online, and who watches whom.
+//! - [`metrics`]: Prometheus metrics through typed helpers.
+//! - [`error`]: the errors of this layer and the one mapping to HTTP statuses and gateway codes.
+//! - [`shutdown`], [`state`], [`clock`]: drain signal, shared state, time.
+//!
+//! A message's path: gateway connection → recipient's user actor → durable device queues
+//! (store) → "sent" to the sender → pushed to online devices → device ack → range removed and a
+//! delivered receipt queued for the sender. `docs/ARCHITECTURE.md` tells the whole story.
+
+pub mod accounts;
+pub mod actors;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod http;
+pub mod metrics;
+pub mod presence;
+pub mod server;
+pub mod shutdown;
+pub mod state;
+
+pub use config::Config;
+pub use server::{Extensions, RunningServer, ServerError, start};

@@ -83,23 +83,30 @@ pub trait Store: Send + Sync + 'static {
 
     async fn device(&self, address: DeviceAddress) -> StoreResult<Option<Device>>;
 
+    /// `Invalid` for an unknown user.
     async fn set_last_seen_visible(&self, user: UserId, visible: bool) -> StoreResult<()>;
 
+    /// `Invalid` for an unknown user.
     async fn set_last_seen(&self, user: UserId, at: Millis) -> StoreResult<()>;
 
     // ---- keys -------------------------------------------------------------------------------
 
-    /// Sets the identity and signed prekey of a device (replacing earlier ones).
+    /// Sets the identity and signed prekey of a device (replacing earlier ones); `Invalid` for
+    /// an unknown device.
     async fn set_device_keys(&self, address: DeviceAddress, keys: DeviceKeys) -> StoreResult<()>;
 
-    /// Replaces only the signed prekey (rotation).
+    /// The identity and signed prekey of a device; `None` before it uploaded them.
+    async fn device_keys(&self, address: DeviceAddress) -> StoreResult<Option<DeviceKeys>>;
+
+    /// Replaces only the signed prekey (rotation); `Invalid` if the device has no keys yet.
     async fn set_signed_prekey(
         &self,
         address: DeviceAddress,
         signed_prekey: SignedPreKey,
     ) -> StoreResult<()>;
 
-    /// Adds one-time prekeys; a key with an id already present replaces it.
+    /// Adds one-time prekeys; a key with an id already present replaces it. `Invalid` for an
+    /// unknown device.
     async fn add_one_time_prekeys(
         &self,
         address: DeviceAddress,
@@ -109,18 +116,21 @@ pub trait Store: Send + Sync + 'static {
     async fn count_one_time_prekeys(&self, address: DeviceAddress) -> StoreResult<u64>;
 
     /// The device's keys with one one-time prekey removed from the store (if any remain).
-    /// `None` if the device has not uploaded keys.
+    /// `None` if the device has not uploaded keys (its one-time prekeys are then left alone).
     async fn take_key_bundle(&self, address: DeviceAddress) -> StoreResult<Option<KeyBundle>>;
 
     // ---- device queues ----------------------------------------------------------------------
 
     /// Appends entries to device queues, all or nothing. Outcomes come in the order of `entries`.
+    /// A dedupe key is a duplicate while an earlier record of it has `expires_at` after this
+    /// entry's `enqueued_at`, even once that entry was acknowledged; repeats inside one call
+    /// are duplicates of the first.
     async fn enqueue(
         &self,
         entries: Vec<(DeviceAddress, NewEntry)>,
     ) -> StoreResult<Vec<EnqueueOutcome>>;
 
-    /// Up to `limit` unexpired entries with `seq > after`, oldest first.
+    /// Up to `limit` unexpired entries (`expires_at > now`) with `seq > after`, oldest first.
     async fn read_queue(
         &self,
         address: DeviceAddress,
@@ -129,11 +139,16 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> StoreResult<Vec<QueuedEntry>>;
 
-    /// Removes every entry with `seq <= up_to` (one range, not one delete per row).
+    /// Removes every entry with `seq <= up_to` (one range, not one delete per row). Idempotent;
+    /// entries queued later are not affected, whatever their seq.
     async fn ack_queue(&self, address: DeviceAddress, up_to: u64) -> StoreResult<()>;
 
     /// Number of entries on a device queue (expired ones not yet swept may be counted).
     async fn queue_len(&self, address: DeviceAddress) -> StoreResult<u64>;
+
+    /// Roughly how many entries all device queues hold together (for the queue-depth gauge;
+    /// may count deleted or expired entries not yet compacted away).
+    async fn approximate_queued_entries(&self) -> StoreResult<u64>;
 
     /// Deletes expired queue entries and de-duplication records; returns how many entries went.
     async fn sweep_expired(&self, now: Millis) -> StoreResult<u64>;
@@ -152,8 +167,8 @@ pub enum StoreConfig {
 /// Opens the configured backend.
 pub async fn open(config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
     match config {
-        StoreConfig::Embedded { path, durability } => Ok(Arc::new(
-            embedded::EmbeddedStore::open(path, *durability)?,
-        )),
+        StoreConfig::Embedded { path, durability } => {
+            Ok(Arc::new(embedded::EmbeddedStore::open(path, *durability)?))
+        }
     }
 }

@@ -16,7 +16,7 @@ pub struct Account {
     pub user_id: UserId,
     pub phone: PhoneNumber,
     pub created_at: Millis,
-    /// Whether others may see this user's last-seen time.
+    /// Whether others may see this user's last-seen time; `true` for a new account.
     pub last_seen_visible: bool,
     /// When a device of this user was last connected; 0 if never.
     pub last_seen: Millis,
@@ -71,17 +71,24 @@ pub enum IssueOutcome {
 pub enum CodeCheck {
     Valid,
     /// Wrong code; `attempts_left` more guesses before the code is burnt.
-    Wrong { attempts_left: u32 },
+    Wrong {
+        attempts_left: u32,
+    },
     Expired,
     /// No pending code (never requested, already used, or burnt by too many guesses).
     Missing,
 }
 
+/// Longest client message id a store accepts in a de-duplication key; an `enqueue` with a longer
+/// one fails with [`StoreError::Invalid`](crate::StoreError::Invalid) and writes nothing.
+pub const MAX_CLIENT_MESSAGE_ID_BYTES: usize = 1024;
+
 /// What a sender puts on a device queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewEntry {
     /// The sending device and its client message id: the de-duplication key. `None` for entries
-    /// the server itself generates (delivered receipts), which are never de-duplicated.
+    /// the server itself generates (delivered receipts), which are never de-duplicated. The id
+    /// has at most [`MAX_CLIENT_MESSAGE_ID_BYTES`] bytes.
     pub dedupe: Option<(DeviceAddress, String)>,
     pub enqueued_at: Millis,
     pub expires_at: Millis,
@@ -102,9 +109,13 @@ pub struct QueuedEntry {
 /// Result of enqueueing one entry on one device queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EnqueueOutcome {
-    Queued { seq: u64 },
+    Queued {
+        seq: u64,
+    },
     /// The same dedupe key was queued before (and has not expired); nothing new was written.
-    Duplicate { seq: u64 },
+    Duplicate {
+        seq: u64,
+    },
 }
 
 /// What a device can start with: its account, and ids for the rest.

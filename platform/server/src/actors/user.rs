@@ -1,0 +1,733 @@
+//! The user actor: one per user, owner of its devices' queues and connected sessions.
+//!
+//! Incoming messages are appended to the durable queue of every recipient device before the
+//! sender hears "sent". Connected devices get entries pushed in queue order, at most
+//! `push_window` unacknowledged at a time; a cumulative ack removes the acknowledged range from
+//! the store and turns each acknowledged message into a delivered receipt queued for its sender.
+//! Handlers that touch storage block the mailbox until they finish ([`AtomicResponse`] and
+//! `ctx.wait`), so each actor applies its messages one at a time and in order.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use courier_protocol::v1::{
+    CiphertextType, Envelope, QueueEmpty, Receipt, ReceiptType, ServerFrame, TypingEvent, delivery,
+    server_frame,
+};
+use courier_protocol::{DeviceAddress, DeviceId, UserId};
+use courier_store::{EnqueueOutcome, NewEntry, QueuedEntry, Store};
+use tokio::time::Instant;
+
+use super::ActorEnv;
+use super::messages::*;
+use super::registry::Registry;
+use crate::clock::now_ms;
+use crate::error::DeliveryError;
+use crate::gateway::frames::{decode_payload, delivery_frame, envelope_payload, receipt_payload};
+use crate::gateway::outbound::{Outbound, OutboundSender};
+use crate::metrics::FrameKind;
+
+/// How often an actor retries stalled pushes and checks whether it is idle.
+const TICK: Duration = Duration::from_secs(5);
+/// Longest client message id accepted.
+const MAX_CLIENT_MESSAGE_ID: usize = 128;
+/// Most message ids in one receipt.
+pub const MAX_RECEIPT_IDS: usize = 256;
+
+/// A pushed entry not yet acknowledged.
+struct InFlight {
+    seq: u64,
+    enqueued_at: u64,
+    /// The sender device and client message id of a message (for its delivered receipt);
+    /// `None` for receipts, which get no receipt of their own.
+    origin: Option<(DeviceAddress, String)>,
+}
+
+/// One connected device.
+struct Session {
+    conn: u64,
+    outbound: OutboundSender,
+    /// Highest seq pushed on this connection.
+    pushed_up_to: u64,
+    acked_up_to: u64,
+    in_flight: VecDeque<InFlight>,
+    /// Everything queued up to now has been pushed.
+    drained: bool,
+    queue_empty_sent: bool,
+}
+
+pub struct UserActor {
+    user: UserId,
+    registry: Arc<Registry>,
+    env: Arc<ActorEnv>,
+    /// The user's current devices, loaded on first need.
+    devices: Option<Arc<Vec<DeviceId>>>,
+    last_seen_visible: Option<bool>,
+    sessions: HashMap<DeviceId, Session>,
+    last_activity: Instant,
+}
+
+impl UserActor {
+    pub fn new(user: UserId, registry: Arc<Registry>) -> Self {
+        let env = Arc::clone(registry.env());
+        UserActor {
+            user,
+            registry,
+            env,
+            devices: None,
+            last_seen_visible: None,
+            sessions: HashMap::new(),
+            last_activity: Instant::now(),
+        }
+    }
+
+    fn touch(&mut self) {
+        self.last_activity = Instant::now();
+    }
+
+    fn address(&self, device: DeviceId) -> DeviceAddress {
+        DeviceAddress::new(self.user, device)
+    }
+
+    /// Pushes a freshly queued entry straight from memory when the session is caught up, or
+    /// leaves it to [`Self::pump`].
+    fn offer_new_entry(
+        &mut self,
+        device: DeviceId,
+        seq: u64,
+        enqueued_at: u64,
+        payload: &Bytes,
+        origin: Option<(DeviceAddress, String)>,
+    ) -> bool {
+        let window = self.env.push_window;
+        let Some(session) = self.sessions.get_mut(&device) else {
+            return false;
+        };
+        let caught_up = session.drained && seq == session.pushed_up_to + 1;
+        if caught_up && session.in_flight.len() < window {
+            let frame = Outbound {
+                bytes: delivery_frame(seq, payload),
+                kind: FrameKind::Delivery,
+            };
+            if session.outbound.offer(frame) {
+                session.pushed_up_to = seq;
+                session.in_flight.push_back(InFlight {
+                    seq,
+                    enqueued_at,
+                    origin,
+                });
+                self.env.metrics.entry_pushed();
+                return false;
+            }
+        }
+        session.drained = false;
+        true
+    }
+
+    /// Reads the device's queue past what was pushed and pushes it, up to the window.
+    fn pump(&mut self, device: DeviceId, ctx: &mut Context<Self>) {
+        let window = self.env.push_window;
+        let Some(session) = self.sessions.get(&device) else {
+            return;
+        };
+        if session.drained || session.in_flight.len() >= window {
+            return;
+        }
+        let limit = window - session.in_flight.len();
+        let after = session.pushed_up_to;
+        let conn = session.conn;
+        let store = Arc::clone(&self.env.store);
+        let address = self.address(device);
+        ctx.wait(
+            async move { store.read_queue(address, after, limit, now_ms()).await }
+                .into_actor(self)
+                .map(move |result, actor, ctx| match result {
+                    Ok(entries) => actor.push_entries(device, conn, after, limit, entries, ctx),
+                    Err(error) => {
+                        tracing::warn!(%address, %error, "could not read a queue; will retry")
+                    }
+                }),
+        );
+    }
+
+    fn push_entries(
+        &mut self,
+        device: DeviceId,
+        conn: u64,
+        after: u64,
+        limit: usize,
+        entries: Vec<QueuedEntry>,
+        ctx: &mut Context<Self>,
+    ) {
+        let metrics = Arc::clone(&self.env.metrics);
+        let Some(session) = self.sessions.get_mut(&device) else {
+            return;
+        };
+        // The connection changed or something was pushed meanwhile: this read is stale.
+        if session.conn != conn || session.pushed_up_to != after {
+            return;
+        }
+        let complete = entries.len() < limit;
+        let mut stalled = false;
+        for entry in entries {
+            let frame = Outbound {
+                bytes: delivery_frame(entry.seq, &entry.payload),
+                kind: FrameKind::Delivery,
+            };
+            if !session.outbound.offer(frame) {
+                stalled = true;
+                break;
+            }
+            session.pushed_up_to = entry.seq;
+            session.in_flight.push_back(InFlight {
+                seq: entry.seq,
+                enqueued_at: entry.enqueued_at,
+                origin: origin_of(&entry.payload),
+            });
+            metrics.entry_pushed();
+        }
+        if stalled {
+            return;
+        }
+        if complete {
+            session.drained = true;
+            if !session.queue_empty_sent {
+                let frame = ServerFrame {
+                    body: Some(server_frame::Body::QueueEmpty(QueueEmpty {})),
+                };
+                session.queue_empty_sent = session
+                    .outbound
+                    .offer(Outbound::frame(&frame, FrameKind::QueueEmpty));
+            }
+        } else {
+            self.pump(device, ctx);
+        }
+    }
+
+    fn pump_all(&mut self, ctx: &mut Context<Self>) {
+        let devices: Vec<DeviceId> = self.sessions.keys().copied().collect();
+        for device in devices {
+            self.pump(device, ctx);
+        }
+    }
+
+    fn publish_presence(&self, online: bool, last_seen: u64) {
+        let shown = if self.last_seen_visible.unwrap_or(true) {
+            last_seen
+        } else {
+            0
+        };
+        self.env.presence.publish(self.user, online, shown);
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        // Pushes that stalled on a full outbound queue resume here.
+        for session in self.sessions.values_mut() {
+            if !session.queue_empty_sent {
+                session.drained = false;
+            }
+        }
+        self.pump_all(ctx);
+        if self.sessions.is_empty() && self.last_activity.elapsed() >= self.env.idle {
+            self.registry.deregister(self.user, &ctx.address());
+            ctx.stop();
+        }
+    }
+}
+
+/// The sender and client message id of a stored envelope; `None` for receipts.
+fn origin_of(payload: &[u8]) -> Option<(DeviceAddress, String)> {
+    match decode_payload(payload) {
+        Ok(delivery::Content::Envelope(envelope)) => {
+            let user = envelope.sender_user.parse().ok()?;
+            Some((
+                DeviceAddress::new(user, envelope.sender_device),
+                envelope.client_message_id,
+            ))
+        }
+        Ok(delivery::Content::Receipt(_)) => None,
+        Err(error) => {
+            tracing::error!(%error, "undecodable queue entry");
+            None
+        }
+    }
+}
+
+impl Actor for UserActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.env.metrics.actor_started();
+        ctx.run_interval(TICK, |actor, ctx| actor.tick(ctx));
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.env.metrics.actor_stopped();
+        for session in self.sessions.values() {
+            session
+                .outbound
+                .close(courier_protocol::close::GOING_AWAY, "server shutting down");
+        }
+    }
+}
+
+/// Loads the devices of `user`; `UnknownRecipient` if the user does not exist.
+async fn load_devices(
+    store: &dyn Store,
+    user: UserId,
+) -> Result<Arc<Vec<DeviceId>>, DeliveryError> {
+    let devices: Vec<DeviceId> = store
+        .devices(user)
+        .await?
+        .into_iter()
+        .map(|d| d.address.device)
+        .collect();
+    if devices.is_empty() {
+        return Err(DeliveryError::UnknownRecipient);
+    }
+    Ok(Arc::new(devices))
+}
+
+/// Checks that `message` carries one ciphertext per current device.
+fn check_devices(
+    devices: &[DeviceId],
+    message: &courier_protocol::v1::SendMessage,
+) -> Result<(), DeliveryError> {
+    let given: Vec<DeviceId> = message.ciphertexts.iter().map(|c| c.device_id).collect();
+    let missing: Vec<u32> = devices
+        .iter()
+        .copied()
+        .filter(|d| !given.contains(d))
+        .collect();
+    let mut stale: Vec<u32> = given
+        .iter()
+        .copied()
+        .filter(|d| !devices.contains(d))
+        .collect();
+    stale.dedup();
+    if missing.is_empty() && stale.is_empty() && given.len() == devices.len() {
+        return Ok(());
+    }
+    if missing.is_empty() && stale.is_empty() {
+        return Err(DeliveryError::InvalidArgument(
+            "a device appears more than once".into(),
+        ));
+    }
+    Err(DeliveryError::DeviceMismatch { missing, stale })
+}
+
+fn validate_message(message: &courier_protocol::v1::SendMessage) -> Result<(), DeliveryError> {
+    let invalid = |m: &str| Err(DeliveryError::InvalidArgument(m.to_owned()));
+    if message.client_message_id.is_empty()
+        || message.client_message_id.len() > MAX_CLIENT_MESSAGE_ID
+    {
+        return invalid("client_message_id must have 1 to 128 bytes");
+    }
+    if message.ciphertexts.is_empty() {
+        return invalid("no ciphertexts");
+    }
+    for ciphertext in &message.ciphertexts {
+        if ciphertext.body.is_empty() {
+            return invalid("empty ciphertext");
+        }
+        match CiphertextType::try_from(ciphertext.r#type) {
+            Ok(CiphertextType::Prekey | CiphertextType::Message) => {}
+            _ => return invalid("unknown ciphertext type"),
+        }
+    }
+    Ok(())
+}
+
+impl Handler<Submit> for UserActor {
+    type Result = AtomicResponse<Self, Result<Accepted, DeliveryError>>;
+
+    fn handle(&mut self, submit: Submit, _ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        let store = Arc::clone(&self.env.store);
+        let cached = self.devices.clone();
+        let user = self.user;
+        let retention = self.env.retention_ms;
+        let work = async move {
+            validate_message(&submit.message)?;
+            let mut devices = match cached {
+                Some(devices) => devices,
+                None => load_devices(store.as_ref(), user).await?,
+            };
+            if check_devices(&devices, &submit.message).is_err() {
+                // The cache may be stale: decide on fresh data.
+                devices = load_devices(store.as_ref(), user).await?;
+                check_devices(&devices, &submit.message)?;
+            }
+            let now = now_ms();
+            let message = &submit.message;
+            let mut entries = Vec::with_capacity(message.ciphertexts.len());
+            for ciphertext in &message.ciphertexts {
+                let payload = envelope_payload(Envelope {
+                    sender_user: submit.from.user.to_string(),
+                    sender_device: submit.from.device,
+                    client_message_id: message.client_message_id.clone(),
+                    timestamp_ms: message.timestamp_ms,
+                    server_timestamp_ms: now,
+                    r#type: ciphertext.r#type,
+                    ciphertext: ciphertext.body.clone(),
+                });
+                entries.push((
+                    DeviceAddress::new(user, ciphertext.device_id),
+                    NewEntry {
+                        dedupe: Some((submit.from, message.client_message_id.clone())),
+                        enqueued_at: now,
+                        expires_at: now + retention,
+                        payload,
+                    },
+                ));
+            }
+            let outcomes = store.enqueue(entries.clone()).await?;
+            Ok((
+                devices,
+                entries,
+                outcomes,
+                submit.from,
+                message.client_message_id.clone(),
+                now,
+            ))
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(
+            |result: Result<_, DeliveryError>, actor, ctx| {
+                let (devices, entries, outcomes, from, client_message_id, now) = result?;
+                actor.devices = Some(devices);
+                let mut duplicate = true;
+                let mut queued = 0;
+                let mut needs_pump = Vec::new();
+                for ((address, entry), outcome) in entries.iter().zip(outcomes) {
+                    let EnqueueOutcome::Queued { seq } = outcome else {
+                        continue;
+                    };
+                    duplicate = false;
+                    queued += 1;
+                    let origin = Some((from, client_message_id.clone()));
+                    if actor.offer_new_entry(
+                        address.device,
+                        seq,
+                        entry.enqueued_at,
+                        &entry.payload,
+                        origin,
+                    ) {
+                        needs_pump.push(address.device);
+                    }
+                }
+                actor.env.metrics.entries_queued(queued);
+                if !duplicate {
+                    actor.env.metrics.message_accepted();
+                }
+                for device in needs_pump {
+                    actor.pump(device, ctx);
+                }
+                Ok(Accepted {
+                    server_timestamp_ms: now,
+                    duplicate,
+                })
+            },
+        )))
+    }
+}
+
+impl Handler<SubmitReceipt> for UserActor {
+    type Result = AtomicResponse<Self, Result<(), DeliveryError>>;
+
+    fn handle(&mut self, receipt: SubmitReceipt, _ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        let store = Arc::clone(&self.env.store);
+        let user = self.user;
+        let retention = self.env.retention_ms;
+        let work = async move {
+            if receipt.message_ids.is_empty() || receipt.message_ids.len() > MAX_RECEIPT_IDS {
+                return Err(DeliveryError::InvalidArgument(format!(
+                    "a receipt names 1 to {MAX_RECEIPT_IDS} messages"
+                )));
+            }
+            let devices = load_devices(store.as_ref(), user).await?;
+            let now = now_ms();
+            let payload = receipt_payload(Receipt {
+                r#type: receipt.kind as i32,
+                from_user: receipt.from.user.to_string(),
+                from_device: receipt.from.device,
+                client_message_ids: receipt.message_ids.as_ref().clone(),
+                timestamp_ms: now,
+            });
+            let entries: Vec<_> = devices
+                .iter()
+                .map(|device| {
+                    (
+                        DeviceAddress::new(user, *device),
+                        NewEntry {
+                            dedupe: None,
+                            enqueued_at: now,
+                            expires_at: now + retention,
+                            payload: payload.clone(),
+                        },
+                    )
+                })
+                .collect();
+            let outcomes = store.enqueue(entries.clone()).await?;
+            Ok((devices, entries, outcomes))
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(
+            |result: Result<_, DeliveryError>, actor, ctx| {
+                let (devices, entries, outcomes) = result?;
+                actor.devices = Some(devices);
+                actor.env.metrics.entries_queued(entries.len() as u64);
+                for ((address, entry), outcome) in entries.iter().zip(outcomes) {
+                    if let EnqueueOutcome::Queued { seq } = outcome
+                        && actor.offer_new_entry(
+                            address.device,
+                            seq,
+                            entry.enqueued_at,
+                            &entry.payload,
+                            None,
+                        )
+                    {
+                        actor.pump(address.device, ctx);
+                    }
+                }
+                Ok(())
+            },
+        )))
+    }
+}
+
+impl Handler<Connect> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, connect: Connect, ctx: &mut Self::Context) {
+        self.touch();
+        let was_offline = self.sessions.is_empty();
+        let session = Session {
+            conn: connect.conn,
+            outbound: connect.outbound,
+            pushed_up_to: 0,
+            acked_up_to: 0,
+            in_flight: VecDeque::new(),
+            drained: false,
+            queue_empty_sent: false,
+        };
+        if let Some(old) = self.sessions.insert(connect.device, session) {
+            old.outbound.close(
+                courier_protocol::close::REPLACED,
+                "replaced by a newer connection",
+            );
+        }
+        if was_offline {
+            self.publish_presence(true, 0);
+        }
+        if self.last_seen_visible.is_none() {
+            let store = Arc::clone(&self.env.store);
+            let user = self.user;
+            ctx.wait(
+                async move { store.account(user).await }
+                    .into_actor(self)
+                    .map(|result, actor, _| {
+                        if let Ok(Some(account)) = result {
+                            actor.last_seen_visible = Some(account.last_seen_visible);
+                        }
+                    }),
+            );
+        }
+        self.pump(connect.device, ctx);
+    }
+}
+
+impl Handler<Disconnect> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, disconnect: Disconnect, ctx: &mut Self::Context) {
+        self.touch();
+        let current = self
+            .sessions
+            .get(&disconnect.device)
+            .is_some_and(|s| s.conn == disconnect.conn);
+        if !current {
+            return;
+        }
+        self.sessions.remove(&disconnect.device);
+        if self.sessions.is_empty() {
+            let now = now_ms();
+            self.publish_presence(false, now);
+            let store = Arc::clone(&self.env.store);
+            let user = self.user;
+            ctx.spawn(
+                async move {
+                    if let Err(error) = store.set_last_seen(user, now).await {
+                        tracing::warn!(%user, %error, "could not record last seen");
+                    }
+                }
+                .into_actor(self),
+            );
+        }
+    }
+}
+
+impl Handler<AckUpTo> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, ack: AckUpTo, ctx: &mut Self::Context) {
+        self.touch();
+        let Some(session) = self.sessions.get_mut(&ack.device) else {
+            return;
+        };
+        if session.conn != ack.conn {
+            return;
+        }
+        // Only what was pushed on this connection can be acknowledged on it.
+        let up_to = ack.up_to.min(session.pushed_up_to);
+        if up_to <= session.acked_up_to {
+            return;
+        }
+        let now = now_ms();
+        let mut receipts: HashMap<UserId, Vec<String>> = HashMap::new();
+        let mut acked = 0u64;
+        while session.in_flight.front().is_some_and(|f| f.seq <= up_to) {
+            let Some(entry) = session.in_flight.pop_front() else {
+                break;
+            };
+            acked += 1;
+            if let Some((sender, client_message_id)) = entry.origin {
+                let latency = now.saturating_sub(entry.enqueued_at) as f64 / 1000.0;
+                self.env.metrics.delivery_latency(latency);
+                receipts
+                    .entry(sender.user)
+                    .or_default()
+                    .push(client_message_id);
+            }
+        }
+        session.acked_up_to = up_to;
+        let store = Arc::clone(&self.env.store);
+        let from = DeviceAddress::new(self.user, ack.device);
+        let retention = self.env.retention_ms;
+        let senders: Vec<UserId> = receipts.keys().copied().collect();
+        let work = async move {
+            // Receipts are queued before the range is removed: a crash in between repeats a
+            // receipt (clients ignore repeats) but never loses a message.
+            let mut entries = Vec::new();
+            for (sender, ids) in receipts {
+                for chunk in ids.chunks(MAX_RECEIPT_IDS) {
+                    let payload = receipt_payload(Receipt {
+                        r#type: ReceiptType::Delivered as i32,
+                        from_user: from.user.to_string(),
+                        from_device: from.device,
+                        client_message_ids: chunk.to_vec(),
+                        timestamp_ms: now,
+                    });
+                    for device in store.devices(sender).await? {
+                        entries.push((
+                            device.address,
+                            NewEntry {
+                                dedupe: None,
+                                enqueued_at: now,
+                                expires_at: now + retention,
+                                payload: payload.clone(),
+                            },
+                        ));
+                    }
+                }
+            }
+            if !entries.is_empty() {
+                store.enqueue(entries).await?;
+            }
+            store.ack_queue(from, up_to).await
+        };
+        ctx.wait(work.into_actor(self).map(move |result, actor, ctx| {
+            match result {
+                Ok(()) => {
+                    actor.env.metrics.entries_acked(acked);
+                    for sender in senders {
+                        if sender == actor.user {
+                            for session in actor.sessions.values_mut() {
+                                session.drained = false;
+                            }
+                        } else {
+                            actor.registry.notify(sender, QueueChanged);
+                        }
+                    }
+                }
+                Err(error) => {
+                    // The entries stay queued and are pushed again on the next connection.
+                    tracing::warn!(device = %from, %error, "could not apply an ack");
+                }
+            }
+            actor.pump_all(ctx);
+        }));
+    }
+}
+
+impl Handler<TypingNotice> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, notice: TypingNotice, _ctx: &mut Self::Context) {
+        let frame = ServerFrame {
+            body: Some(server_frame::Body::Typing(TypingEvent {
+                from_user: notice.from.to_string(),
+                typing: notice.typing,
+            })),
+        };
+        for session in self.sessions.values() {
+            // Typing is best effort: dropped when the connection is backed up.
+            session
+                .outbound
+                .offer(Outbound::frame(&frame, FrameKind::Other));
+        }
+    }
+}
+
+impl Handler<QueueChanged> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, _: QueueChanged, ctx: &mut Self::Context) {
+        self.touch();
+        for session in self.sessions.values_mut() {
+            session.drained = false;
+        }
+        self.pump_all(ctx);
+    }
+}
+
+impl Handler<DevicesChanged> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, _: DevicesChanged, ctx: &mut Self::Context) {
+        self.touch();
+        self.devices = None;
+        let store = Arc::clone(&self.env.store);
+        let user = self.user;
+        ctx.wait(
+            async move { store.devices(user).await }
+                .into_actor(self)
+                .map(|result, actor, _| {
+                    let Ok(devices) = result else {
+                        return;
+                    };
+                    let current: Vec<DeviceId> = devices.iter().map(|d| d.address.device).collect();
+                    actor.sessions.retain(|device, session| {
+                        let keep = current.contains(device);
+                        if !keep {
+                            session
+                                .outbound
+                                .close(courier_protocol::close::DEVICE_REMOVED, "device removed");
+                        }
+                        keep
+                    });
+                    actor.devices = Some(Arc::new(current));
+                }),
+        );
+    }
+}
+
+impl Handler<PrivacyChanged> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, change: PrivacyChanged, _ctx: &mut Self::Context) {
+        self.last_seen_visible = Some(change.last_seen_visible);
+    }
+}

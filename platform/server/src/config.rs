@@ -1,0 +1,291 @@
+//! Server configuration, parsed once into types.
+//!
+//! Sources, later ones overriding earlier: built-in defaults < a TOML file (`--config`) <
+//! environment variables `COURIER_<SECTION>__<KEY>` (for example `COURIER_SERVER__LISTEN`,
+//! `COURIER_STORE__DATA_DIR`, `COURIER_GATEWAY__MAX_FRAME_BYTES`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use courier_store::embedded::Durability;
+use serde::Deserialize;
+
+/// Everything the server reads from configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerSection,
+    pub store: StoreSection,
+    pub gateway: GatewaySection,
+    pub registration: RegistrationSection,
+    pub actors: ActorSection,
+    pub log: LogSection,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address of the one port serving HTTP, the gateway and `/metrics`.
+    pub listen: SocketAddr,
+    /// Longest time a graceful drain waits for connections to close, in seconds.
+    pub drain_timeout_secs: u64,
+    /// Bearer token of the admin API; if empty, a random one is written to
+    /// `<data_dir>/admin.token` at start-up.
+    pub admin_token: String,
+    /// Largest HTTP request body, in bytes.
+    pub max_http_body_bytes: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// Which backend: "embedded".
+    pub backend: String,
+    pub data_dir: PathBuf,
+    /// "process" (survives a crash of the process) or "sync" (group commit with fsync:
+    /// also survives power loss).
+    pub durability: Durability,
+    /// How long undelivered entries stay queued.
+    pub retention_days: u64,
+    /// How often expired entries are swept.
+    pub sweep_interval_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySection {
+    pub max_frame_bytes: usize,
+    /// Most deliveries pushed to one device and not yet acknowledged.
+    pub push_window: usize,
+    /// Sustained frames per second one connection may send...
+    pub frames_per_sec: u32,
+    /// ...with bursts up to this many.
+    pub frame_burst: u32,
+    /// Frames refused for rate in a row before the connection is closed (1008).
+    pub max_rate_violations: u32,
+    /// Server pings this often, in seconds...
+    pub ping_interval_secs: u64,
+    /// ...and closes a connection silent for this long (4002).
+    pub idle_timeout_secs: u64,
+    /// Most connections this server accepts at once.
+    pub max_connections: usize,
+    /// Read buffer of each WebSocket, in bytes (small keeps idle connections cheap).
+    pub read_buffer_bytes: usize,
+    /// Frames waiting to be written to one connection before pushes pause.
+    pub outbound_queue: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrationSection {
+    pub code_ttl_secs: u64,
+    pub max_codes_per_window: u32,
+    pub code_window_secs: u64,
+    pub max_attempts: u32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActorSection {
+    /// Arbiters (threads) hosting actors; 0 means one per core.
+    pub arbiters: usize,
+    /// Bounded mailbox of each actor; a full mailbox makes senders wait.
+    pub mailbox_capacity: usize,
+    /// An actor with no connected device and no message for this long is passivated.
+    pub idle_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// "text" or "json".
+    pub format: String,
+    /// A tracing filter, e.g. "info" or "courier_server=debug,info".
+    pub filter: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerSection::default(),
+            store: StoreSection::default(),
+            gateway: GatewaySection::default(),
+            registration: RegistrationSection::default(),
+            actors: ActorSection::default(),
+            log: LogSection::default(),
+        }
+    }
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            drain_timeout_secs: 10,
+            admin_token: String::new(),
+            max_http_body_bytes: 256 * 1024,
+        }
+    }
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            backend: "embedded".into(),
+            data_dir: PathBuf::from("data"),
+            durability: Durability::Process,
+            retention_days: 30,
+            sweep_interval_secs: 600,
+        }
+    }
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        GatewaySection {
+            max_frame_bytes: courier_protocol::DEFAULT_MAX_FRAME_BYTES,
+            push_window: 256,
+            frames_per_sec: 1000,
+            frame_burst: 2000,
+            max_rate_violations: 200,
+            ping_interval_secs: 30,
+            idle_timeout_secs: 120,
+            max_connections: 19_500,
+            read_buffer_bytes: 4096,
+            outbound_queue: 512,
+        }
+    }
+}
+
+impl Default for RegistrationSection {
+    fn default() -> Self {
+        RegistrationSection {
+            code_ttl_secs: 600,
+            max_codes_per_window: 3,
+            code_window_secs: 600,
+            max_attempts: 5,
+        }
+    }
+}
+
+impl Default for ActorSection {
+    fn default() -> Self {
+        ActorSection {
+            arbiters: 0,
+            mailbox_capacity: 1024,
+            idle_secs: 300,
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            format: "text".into(),
+            filter: "info".into(),
+        }
+    }
+}
+
+/// Why configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then `file` if given, then `COURIER_*` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("COURIER")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let config: Config = builder.build()?.try_deserialize()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.store.backend != "embedded" {
+            return Err(ConfigError::Invalid(format!(
+                "store.backend {:?} is not available: this build has \"embedded\"",
+                self.store.backend
+            )));
+        }
+        if self.gateway.max_frame_bytes < 1024 {
+            return invalid("gateway.max_frame_bytes must be at least 1024");
+        }
+        if self.gateway.push_window == 0 || self.gateway.outbound_queue == 0 {
+            return invalid("gateway.push_window and gateway.outbound_queue must be positive");
+        }
+        if self.gateway.frames_per_sec == 0 || self.gateway.frame_burst == 0 {
+            return invalid("gateway.frames_per_sec and gateway.frame_burst must be positive");
+        }
+        if self.actors.mailbox_capacity == 0 {
+            return invalid("actors.mailbox_capacity must be positive");
+        }
+        if self.store.retention_days == 0 {
+            return invalid("store.retention_days must be positive");
+        }
+        Ok(())
+    }
+
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.store.retention_days * 86_400)
+    }
+
+    /// Number of actor arbiters to start.
+    pub fn arbiter_count(&self) -> usize {
+        if self.actors.arbiters > 0 {
+            return self.actors.arbiters;
+        }
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("courier.toml");
+        std::fs::write(
+            &path,
+            "[gateway]\nmax_frame_bytes = 65536\n[store]\ndurability = \"sync\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.gateway.max_frame_bytes, 65536);
+        assert_eq!(config.store.durability, Durability::Sync);
+        assert_eq!(
+            config.gateway.push_window, 256,
+            "untouched keys keep defaults"
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[gateway]\nmax_frame_bytez = 1\n").unwrap();
+        assert!(Config::load(Some(&path)).is_err());
+        std::fs::write(&path, "[gateway]\nmax_frame_bytes = 10\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("max_frame_bytes"), "{err}");
+    }
+}

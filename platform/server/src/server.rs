@@ -1,0 +1,215 @@
+//! Assembling and running the server: storage, actors, router, background sweeps, drain.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_store::{StoreConfig, StoreError};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::accounts::{Accounts, CodeSender, LogCodeSender};
+use crate::actors::ActorEnv;
+use crate::actors::registry::Registry;
+use crate::clock::now_ms;
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::presence::PresenceHub;
+use crate::shutdown::Shutdown;
+use crate::state::AppState;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
+    let context = context.into();
+    move |source| ServerError::Io { context, source }
+}
+
+/// A started server.
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    state: Arc<AppState>,
+    http: JoinHandle<()>,
+    sweeper: JoinHandle<()>,
+}
+
+/// Options that are not configuration (they are code, chosen by the embedding program).
+pub struct Extensions {
+    pub code_sender: Arc<dyn CodeSender>,
+}
+
+impl Default for Extensions {
+    fn default() -> Self {
+        Extensions {
+            code_sender: Arc::new(LogCodeSender),
+        }
+    }
+}
+
+/// Starts the server described by `config`: opens storage, starts actors, binds the listener
+/// (port 0 picks a free port; see [`RunningServer::local_addr`]).
+pub async fn start(config: Config, extensions: Extensions) -> Result<RunningServer, ServerError> {
+    let data_dir = config.store.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(io_error(format!(
+        "cannot create data directory {}",
+        data_dir.display()
+    )))?;
+    let store = courier_store::open(&StoreConfig::Embedded {
+        path: data_dir.join("store"),
+        durability: config.store.durability,
+    })
+    .await?;
+    let admin_token = admin_token(&config, &data_dir)?;
+    let metrics = Arc::new(Metrics::new());
+    let presence = Arc::new(PresenceHub::default());
+    let env = Arc::new(ActorEnv {
+        store: Arc::clone(&store),
+        metrics: Arc::clone(&metrics),
+        presence: Arc::clone(&presence),
+        push_window: config.gateway.push_window,
+        retention_ms: config.retention().as_millis() as u64,
+        idle: Duration::from_secs(config.actors.idle_secs),
+        mailbox_capacity: config.actors.mailbox_capacity,
+    });
+    let registry = Registry::start(env, config.arbiter_count())
+        .map_err(io_error("cannot start the actor system"))?;
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .map_err(io_error(format!(
+            "cannot listen on {}",
+            config.server.listen
+        )))?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(io_error("cannot read the bound address"))?;
+    let accounts = Accounts::new(
+        Arc::clone(&store),
+        config.registration.clone(),
+        extensions.code_sender,
+    );
+    let shutdown = Shutdown::new();
+    let sweep_every = Duration::from_secs(config.store.sweep_interval_secs.max(1));
+    let state = Arc::new(AppState::new(
+        config,
+        Arc::clone(&store),
+        accounts,
+        registry,
+        presence,
+        metrics,
+        shutdown.clone(),
+        admin_token,
+    ));
+    let router = crate::http::router(Arc::clone(&state));
+    let http = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            let serve = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { shutdown.wait().await });
+            if let Err(error) = serve.await {
+                tracing::error!(%error, "HTTP server failed");
+            }
+        }
+    });
+    let sweeper = tokio::spawn({
+        let store = Arc::clone(&store);
+        let shutdown = shutdown.clone();
+        async move {
+            let mut every = tokio::time::interval(sweep_every);
+            loop {
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = every.tick() => {}
+                }
+                match store.sweep_expired(now_ms()).await {
+                    Ok(0) => {}
+                    Ok(removed) => tracing::info!(removed, "expired queue entries swept"),
+                    Err(error) => tracing::warn!(%error, "sweep of expired entries failed"),
+                }
+            }
+        }
+    });
+    tracing::info!(%local_addr, "courier server listening");
+    Ok(RunningServer {
+        local_addr,
+        state,
+        http,
+        sweeper,
+    })
+}
+
+impl RunningServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Graceful drain: refuse new work, close connections with "going away", wait for them
+    /// (up to the configured drain timeout), stop actors, close storage.
+    pub async fn shutdown(self) {
+        let state = self.state;
+        state.shutdown.begin();
+        let timeout = Duration::from_secs(state.config.server.drain_timeout_secs);
+        if tokio::time::timeout(timeout, state.shutdown.connections_closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain timeout: some connections did not close in time");
+        }
+        if let Err(error) = self.http.await {
+            tracing::error!(%error, "HTTP task failed");
+        }
+        self.sweeper.abort();
+        let registry = Arc::clone(&state.registry);
+        // Joining the actor thread blocks; keep it off the async workers.
+        if let Err(error) = tokio::task::spawn_blocking(move || registry.shutdown()).await {
+            tracing::error!(%error, "actor shutdown failed");
+        }
+        tracing::info!("courier server stopped");
+    }
+}
+
+/// The admin token from configuration, or the one in `<data_dir>/admin.token` (created with a
+/// random value on first start, readable by the owner only).
+fn admin_token(config: &Config, data_dir: &Path) -> Result<String, ServerError> {
+    if !config.server.admin_token.is_empty() {
+        return Ok(config.server.admin_token.clone());
+    }
+    let path = data_dir.join("admin.token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        let token = token.trim().to_owned();
+        if !token.is_empty() {
+            return Ok(token);
+        }
+    }
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| io_error("no randomness")(std::io::Error::other(e.to_string())))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .map_err(io_error(format!("cannot write {}", path.display())))?;
+    file.write_all(token.as_bytes())
+        .map_err(io_error(format!("cannot write {}", path.display())))?;
+    Ok(token)
+}

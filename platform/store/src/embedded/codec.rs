@@ -1,0 +1,244 @@
+//! Keys and values of the embedded store: how each record is laid out in its keyspace.
+//!
+//! Fixed-width numbers are big-endian so that keys sort numerically. Small metadata records are
+//! JSON; the queue entry, on the hot path, is a hand-rolled binary layout.
+
+use bytes::Bytes;
+use courier_protocol::{DeviceAddress, DeviceId, UserId};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{StoreError, StoreResult};
+use crate::model::{
+    Account, MAX_CLIENT_MESSAGE_ID_BYTES, Millis, NewEntry, QueuedEntry, VerificationCode,
+};
+
+/// Length of [`DeviceAddress::to_key`].
+pub(super) const DEVICE_KEY_LEN: usize = 20;
+
+pub(super) type DeviceKey = [u8; DEVICE_KEY_LEN];
+
+/// Format tag of [`encode_entry`], so the layout can evolve.
+const ENTRY_V1: u8 = 1;
+const ENTRY_HEADER_LEN: usize = 1 + 8 + 8;
+
+/// `accounts` value: the account and the next device id it hands out (never reused).
+#[derive(Serialize, Deserialize)]
+pub(super) struct AccountRecord {
+    pub account: Account,
+    pub next_device_id: DeviceId,
+}
+
+/// `codes` value: the pending code and when codes were issued inside the rate-limit window.
+#[derive(Default, Serialize, Deserialize)]
+pub(super) struct CodeRecord {
+    pub pending: Option<VerificationCode>,
+    pub issued_at: Vec<Millis>,
+}
+
+pub(super) fn to_json<T: Serialize>(what: &'static str, value: &T) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
+        what,
+        detail: format!("cannot encode: {e}"),
+    })
+}
+
+pub(super) fn from_json<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| corrupt(what, e))
+}
+
+pub(super) fn corrupt(what: &'static str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        what,
+        detail: detail.to_string(),
+    }
+}
+
+fn be_u64(what: &'static str, bytes: &[u8]) -> StoreResult<u64> {
+    let array: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| corrupt(what, format!("expected 8 bytes, found {}", bytes.len())))?;
+    Ok(u64::from_be_bytes(array))
+}
+
+pub(super) fn user_from_bytes(what: &'static str, bytes: &[u8]) -> StoreResult<UserId> {
+    let array: [u8; 16] = bytes.try_into().map_err(|_| {
+        corrupt(
+            what,
+            format!("expected a 16-byte user id, found {}", bytes.len()),
+        )
+    })?;
+    Ok(UserId::from_bytes(array))
+}
+
+/// The device id at the end of a `devices` key.
+pub(super) fn device_id_of_key(key: &[u8]) -> StoreResult<DeviceId> {
+    let tail: [u8; 4] = key
+        .get(16..DEVICE_KEY_LEN)
+        .and_then(|tail| tail.try_into().ok())
+        .ok_or_else(|| corrupt("devices", format!("key of {} bytes", key.len())))?;
+    Ok(DeviceId::from_be_bytes(tail))
+}
+
+/// `prekeys` key: device key, then the prekey id big-endian.
+pub(super) fn prekey_key(device: &DeviceKey, id: u32) -> [u8; DEVICE_KEY_LEN + 4] {
+    let mut key = [0u8; DEVICE_KEY_LEN + 4];
+    key[..DEVICE_KEY_LEN].copy_from_slice(device);
+    key[DEVICE_KEY_LEN..].copy_from_slice(&id.to_be_bytes());
+    key
+}
+
+pub(super) fn prekey_id_of_key(key: &[u8]) -> StoreResult<u32> {
+    let tail: [u8; 4] = key
+        .get(DEVICE_KEY_LEN..)
+        .and_then(|tail| tail.try_into().ok())
+        .ok_or_else(|| corrupt("prekeys", format!("key of {} bytes", key.len())))?;
+    Ok(u32::from_be_bytes(tail))
+}
+
+/// `queue` key: device key, then the sequence number big-endian.
+pub(super) fn queue_key(device: &DeviceKey, seq: u64) -> [u8; DEVICE_KEY_LEN + 8] {
+    let mut key = [0u8; DEVICE_KEY_LEN + 8];
+    key[..DEVICE_KEY_LEN].copy_from_slice(device);
+    key[DEVICE_KEY_LEN..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// `queue` value: format tag, `enqueued_at`, `expires_at` (u64 big-endian each), payload.
+pub(super) fn encode_entry(entry: &NewEntry) -> Vec<u8> {
+    let mut value = Vec::with_capacity(ENTRY_HEADER_LEN + entry.payload.len());
+    value.push(ENTRY_V1);
+    value.extend_from_slice(&entry.enqueued_at.to_be_bytes());
+    value.extend_from_slice(&entry.expires_at.to_be_bytes());
+    value.extend_from_slice(&entry.payload);
+    value
+}
+
+/// `expires_at` of an encoded queue entry, without copying its payload.
+pub(super) fn entry_expires_at(value: &[u8]) -> StoreResult<Millis> {
+    match value {
+        [ENTRY_V1, header @ ..] if header.len() >= 16 => be_u64("queue", &header[8..16]),
+        _ => Err(corrupt("queue", "unknown entry layout")),
+    }
+}
+
+pub(super) fn decode_entry(key: &[u8], value: &[u8]) -> StoreResult<QueuedEntry> {
+    let seq = key
+        .get(DEVICE_KEY_LEN..)
+        .ok_or_else(|| corrupt("queue", "short key"))
+        .and_then(|tail| be_u64("queue", tail))?;
+    match value {
+        [ENTRY_V1, rest @ ..] if rest.len() >= 16 => Ok(QueuedEntry {
+            seq,
+            enqueued_at: be_u64("queue", &rest[..8])?,
+            expires_at: be_u64("queue", &rest[8..16])?,
+            payload: Bytes::copy_from_slice(&rest[16..]),
+        }),
+        _ => Err(corrupt("queue", "unknown entry layout")),
+    }
+}
+
+/// `queue_meta` value: the next sequence number of the device queue.
+pub(super) fn decode_next_seq(value: &[u8]) -> StoreResult<u64> {
+    be_u64("queue_meta", value)
+}
+
+/// `dedupe` key: recipient device key, sender device key, client message id.
+pub(super) fn dedupe_key(
+    recipient: &DeviceKey,
+    sender: &DeviceAddress,
+    client_message_id: &str,
+) -> StoreResult<Vec<u8>> {
+    if client_message_id.len() > MAX_CLIENT_MESSAGE_ID_BYTES {
+        return Err(StoreError::Invalid(format!(
+            "client message id of {} bytes (at most {MAX_CLIENT_MESSAGE_ID_BYTES})",
+            client_message_id.len()
+        )));
+    }
+    let mut key = Vec::with_capacity(2 * DEVICE_KEY_LEN + client_message_id.len());
+    key.extend_from_slice(recipient);
+    key.extend_from_slice(&sender.to_key());
+    key.extend_from_slice(client_message_id.as_bytes());
+    Ok(key)
+}
+
+/// `dedupe` value: the queued sequence number, then when the record expires.
+pub(super) fn encode_dedupe(seq: u64, expires_at: Millis) -> [u8; 16] {
+    let mut value = [0u8; 16];
+    value[..8].copy_from_slice(&seq.to_be_bytes());
+    value[8..].copy_from_slice(&expires_at.to_be_bytes());
+    value
+}
+
+/// `(seq, expires_at)` of a `dedupe` value.
+pub(super) fn decode_dedupe(value: &[u8]) -> StoreResult<(u64, Millis)> {
+    if value.len() != 16 {
+        return Err(corrupt("dedupe", format!("value of {} bytes", value.len())));
+    }
+    Ok((
+        be_u64("dedupe", &value[..8])?,
+        be_u64("dedupe", &value[8..])?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_entries_round_trip() {
+        let device = DeviceAddress::new(UserId::random(), 3).to_key();
+        let entry = NewEntry {
+            dedupe: None,
+            enqueued_at: 17,
+            expires_at: u64::MAX - 1,
+            payload: Bytes::from_static(b"ciphertext"),
+        };
+        let key = queue_key(&device, 42);
+        let value = encode_entry(&entry);
+        assert_eq!(value.len(), ENTRY_HEADER_LEN + 10);
+        let decoded = decode_entry(&key, &value).unwrap();
+        assert_eq!(decoded.seq, 42);
+        assert_eq!(decoded.enqueued_at, 17);
+        assert_eq!(decoded.expires_at, u64::MAX - 1);
+        assert_eq!(decoded.payload, entry.payload);
+        assert_eq!(entry_expires_at(&value).unwrap(), u64::MAX - 1);
+    }
+
+    #[test]
+    fn malformed_values_are_corrupt_not_panics() {
+        let device = [0u8; DEVICE_KEY_LEN];
+        let key = queue_key(&device, 1);
+        for bad in [&b""[..], &[9, 0, 0][..], &[ENTRY_V1, 1, 2, 3][..]] {
+            assert!(matches!(
+                decode_entry(&key, bad),
+                Err(StoreError::Corrupt { .. })
+            ));
+            assert!(entry_expires_at(bad).is_err());
+        }
+        assert!(decode_dedupe(&[1, 2, 3]).is_err());
+        assert!(decode_next_seq(&[1]).is_err());
+        assert!(device_id_of_key(&[0; 3]).is_err());
+        assert!(user_from_bytes("phones", &[0; 15]).is_err());
+    }
+
+    #[test]
+    fn queue_keys_sort_by_device_then_seq() {
+        let device = DeviceAddress::new(UserId::random(), 1).to_key();
+        assert!(queue_key(&device, 2) < queue_key(&device, 10));
+        assert!(queue_key(&device, u64::MAX) < queue_key(&[0xff; DEVICE_KEY_LEN], 0));
+    }
+
+    #[test]
+    fn long_client_message_ids_are_refused() {
+        let device = [0u8; DEVICE_KEY_LEN];
+        let sender = DeviceAddress::new(UserId::random(), 1);
+        let long = "x".repeat(MAX_CLIENT_MESSAGE_ID_BYTES + 1);
+        assert!(matches!(
+            dedupe_key(&device, &sender, &long),
+            Err(StoreError::Invalid(_))
+        ));
+        let key = dedupe_key(&device, &sender, "m1").unwrap();
+        assert_eq!(key.len(), 2 * DEVICE_KEY_LEN + 2);
+    }
+}

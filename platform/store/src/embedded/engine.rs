@@ -1,0 +1,115 @@
+//! The fjall database and its keyspaces, the locks that make read-modify-write operations
+//! atomic, and the write batch every operation commits.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
+
+use super::Durability;
+use crate::error::{StoreError, StoreResult};
+
+impl From<fjall::Error> for StoreError {
+    fn from(error: fjall::Error) -> Self {
+        StoreError::Unavailable(format!("embedded engine: {error}"))
+    }
+}
+
+/// One keyspace per record kind (see the key layout in the module docs of `embedded`).
+pub(super) struct Keyspaces {
+    pub accounts: Keyspace,
+    pub phones: Keyspace,
+    pub devices: Keyspace,
+    pub device_keys: Keyspace,
+    pub prekeys: Keyspace,
+    pub codes: Keyspace,
+    pub queue: Keyspace,
+    pub queue_meta: Keyspace,
+    pub dedupe: Keyspace,
+}
+
+/// Locks around read-modify-write sequences. They guard no data, only the window between
+/// reading records and committing the batch built from them. Order when several are held:
+/// `accounts`, then `keys`, then `queues`.
+#[derive(Default)]
+pub(super) struct Locks {
+    pub accounts: Mutex<()>,
+    pub keys: Mutex<()>,
+    pub codes: Mutex<()>,
+    pub queues: Mutex<()>,
+}
+
+/// The synchronous core of the store; `EmbeddedStore` decides on which thread it runs.
+pub(super) struct Engine {
+    pub db: Database,
+    pub ks: Keyspaces,
+    pub locks: Locks,
+    durability: Durability,
+    /// Journal syncs so far (group commits with `Sync`).
+    syncs: AtomicU64,
+}
+
+/// Takes a lock that guards no data, so a panic elsewhere (poisoning) leaves nothing to repair.
+pub(super) fn lock(mutex: &Mutex<()>) -> MutexGuard<'_, ()> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Engine {
+    pub fn open(path: &Path, durability: Durability) -> StoreResult<Self> {
+        let db = Database::builder(path).open()?;
+        let keyspace = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        let ks = Keyspaces {
+            accounts: keyspace("accounts")?,
+            phones: keyspace("phones")?,
+            devices: keyspace("devices")?,
+            device_keys: keyspace("device_keys")?,
+            prekeys: keyspace("prekeys")?,
+            codes: keyspace("codes")?,
+            queue: keyspace("queue")?,
+            queue_meta: keyspace("queue_meta")?,
+            dedupe: keyspace("dedupe")?,
+        };
+        Ok(Engine {
+            db,
+            ks,
+            locks: Locks::default(),
+            durability,
+            syncs: AtomicU64::new(0),
+        })
+    }
+
+    /// A batch that, once committed, is in the journal and handed to the OS (`Process`), or in
+    /// the journal's buffer until the group committer syncs it (`Sync`).
+    pub fn batch(&self) -> OwnedWriteBatch {
+        let persist = match self.durability {
+            Durability::Process => Some(PersistMode::Buffer),
+            Durability::Sync => None,
+        };
+        self.db.batch().durability(persist)
+    }
+
+    /// Makes every committed batch durable with one `fdatasync` of the journal.
+    pub fn sync(&self) -> StoreResult<()> {
+        self.db.persist(PersistMode::SyncData)?;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Journal syncs made so far.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Number of keys under `prefix`.
+    pub fn count_prefix(keyspace: &Keyspace, prefix: &[u8]) -> StoreResult<u64> {
+        let mut count = 0u64;
+        for guard in keyspace.prefix(prefix) {
+            guard.key()?;
+            count += 1;
+        }
+        Ok(count)
+    }
+}

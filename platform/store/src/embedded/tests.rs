@@ -1,0 +1,297 @@
+//! The conformance suite in both durabilities, and what only a store on disk can show:
+//! restarts, `kill -9`, group commit.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use courier_protocol::{DeviceAddress, PhoneNumber};
+use tempfile::TempDir;
+
+use super::{Durability, EmbeddedStore};
+use crate::conformance::{BeforeReopen, T0, check_after_reopen, write_before_reopen};
+use crate::{Account, Device, EnqueueOutcome, NewEntry, Registration, Store};
+
+async fn fresh(durability: Durability) -> (Arc<dyn Store>, TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EmbeddedStore::open(dir.path(), durability).expect("open");
+    (Arc::new(store), dir)
+}
+
+async fn process_store() -> (Arc<dyn Store>, TempDir) {
+    fresh(Durability::Process).await
+}
+
+async fn sync_store() -> (Arc<dyn Store>, TempDir) {
+    fresh(Durability::Sync).await
+}
+
+mod process {
+    crate::conformance_tests!(super::process_store);
+}
+
+mod sync {
+    crate::conformance_tests!(super::sync_store);
+}
+
+const BOTH: [Durability; 2] = [Durability::Process, Durability::Sync];
+
+fn entry(payload: &str) -> NewEntry {
+    NewEntry {
+        dedupe: None,
+        enqueued_at: T0,
+        expires_at: T0 + 1_000_000,
+        payload: Bytes::copy_from_slice(payload.as_bytes()),
+    }
+}
+
+#[test]
+fn durability_parses_and_prints() {
+    for durability in BOTH {
+        assert_eq!(
+            durability.to_string().parse::<Durability>().unwrap(),
+            durability
+        );
+        let json = serde_json::to_string(&durability).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Durability>(&json).unwrap(),
+            durability
+        );
+    }
+    assert_eq!("Sync".parse::<Durability>().unwrap(), Durability::Sync);
+    assert_eq!(
+        serde_json::from_str::<Durability>("\"process\"").unwrap(),
+        Durability::Process
+    );
+    assert!("fsync".parse::<Durability>().is_err());
+    assert!(serde_json::from_str::<Durability>("\"none\"").is_err());
+    assert_eq!(Durability::default(), Durability::Process);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_survives_drop_and_reopen() {
+    for durability in BOTH {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), durability).unwrap();
+        let before = write_before_reopen(&store).await;
+        drop(store); // no explicit flush
+        let store = EmbeddedStore::open(dir.path(), durability).unwrap();
+        check_after_reopen(&store, &before).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seqs_are_not_reused_after_reopen() {
+    for durability in BOTH {
+        let dir = tempfile::tempdir().unwrap();
+        let phone = PhoneNumber::parse("+15550000001").unwrap();
+        let store = EmbeddedStore::open(dir.path(), durability).unwrap();
+        let device = store
+            .register(&phone, "d", [1; 32], T0)
+            .await
+            .unwrap()
+            .device
+            .address;
+        let batch = (0..3).map(|i| (device, entry(&format!("m{i}")))).collect();
+        store.enqueue(batch).await.unwrap();
+        store.ack_queue(device, 3).await.unwrap();
+        assert_eq!(store.queue_len(device).await.unwrap(), 0);
+        drop(store);
+        for expected in 4..=6u64 {
+            let store = EmbeddedStore::open(dir.path(), durability).unwrap();
+            assert_eq!(
+                store.queue_len(device).await.unwrap(),
+                0,
+                "the queue stays empty"
+            );
+            let outcome = store.enqueue(vec![(device, entry("again"))]).await.unwrap();
+            assert_eq!(outcome, vec![EnqueueOutcome::Queued { seq: expected }]);
+            store.ack_queue(device, expected).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_directory_is_opened_by_one_store_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), Durability::Process).unwrap();
+    assert!(EmbeddedStore::open(dir.path(), Durability::Process).is_err());
+    drop(store);
+    assert!(EmbeddedStore::open(dir.path(), Durability::Process).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_commits_writes_in_flight_together() {
+    const WRITERS: usize = 64;
+    const EACH: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path(), Durability::Sync).unwrap());
+    let phone = PhoneNumber::parse("+15550000001").unwrap();
+    let device = store
+        .register(&phone, "d", [1; 32], T0)
+        .await
+        .unwrap()
+        .device
+        .address;
+    let syncs_before = store.journal_syncs();
+    assert!(syncs_before >= 1, "an acknowledged write was synced");
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    store
+                        .enqueue(vec![(device, entry(&format!("{w}:{i}")))])
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let syncs = store.journal_syncs() - syncs_before;
+    let writes = (WRITERS * EACH) as u64;
+    assert_eq!(store.queue_len(device).await.unwrap(), writes);
+    assert!(syncs >= 1);
+    assert!(
+        syncs * 4 <= writes,
+        "{syncs} syncs for {writes} writes: concurrent writes should share syncs"
+    );
+    let process = EmbeddedStore::open(&dir.path().join("p"), Durability::Process).unwrap();
+    process.register(&phone, "d", [1; 32], T0).await.unwrap();
+    assert_eq!(process.journal_syncs(), 0, "process durability never syncs");
+}
+
+// ---- kill -9 ------------------------------------------------------------------------------
+
+const CHILD_DIR: &str = "COURIER_STORE_TEST_CHILD_DIR";
+const CHILD_DURABILITY: &str = "COURIER_STORE_TEST_CHILD_DURABILITY";
+const CHILD_TEST: &str = "embedded::tests::child_writes_then_is_killed";
+const BULK_PHONE: &str = "+15550000099";
+const BULK_TASKS: usize = 8;
+const BULK_EACH: usize = 250;
+
+/// Not a test by itself: the child process of `acknowledged_writes_survive_kill_9`. It writes,
+/// prints what it wrote, and sends itself SIGKILL (no destructor, no flush runs).
+#[test]
+#[ignore = "run as a child process by acknowledged_writes_survive_kill_9"]
+fn child_writes_then_is_killed() {
+    let (Ok(dir), Ok(durability)) = (std::env::var(CHILD_DIR), std::env::var(CHILD_DURABILITY))
+    else {
+        return;
+    };
+    let durability: Durability = durability.parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = Arc::new(EmbeddedStore::open(Path::new(&dir), durability).unwrap());
+        let before = write_before_reopen(&*store).await;
+        let bulk = store
+            .register(
+                &PhoneNumber::parse(BULK_PHONE).unwrap(),
+                "bulk",
+                [9; 32],
+                T0,
+            )
+            .await
+            .unwrap()
+            .device
+            .address;
+        let tasks: Vec<_> = (0..BULK_TASKS)
+            .map(|t| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for i in 0..BULK_EACH {
+                        store
+                            .enqueue(vec![(bulk, entry(&format!("{t}:{i}")))])
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let wrote = (
+            &before.registration.account,
+            &before.registration.device,
+            before.sender,
+        );
+        println!("WROTE {}", serde_json::to_string(&wrote).unwrap());
+        let pid = std::process::id().to_string();
+        Command::new("kill").args(["-9", &pid]).status().unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        unreachable!("SIGKILL did not arrive");
+    });
+}
+
+#[cfg(unix)]
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    use std::os::unix::process::ExitStatusExt;
+
+    for durability in BOTH {
+        let dir = tempfile::tempdir().unwrap();
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args([
+                CHILD_TEST,
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_DIR, dir.path())
+            .env(CHILD_DURABILITY, durability.to_string())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.signal(),
+            Some(9),
+            "{durability}: child ended with {:?}\n{stdout}\n{stderr}",
+            output.status
+        );
+        let wrote = stdout
+            .lines()
+            .find_map(|line| line.split_once("WROTE ").map(|(_, wrote)| wrote))
+            .unwrap_or_else(|| panic!("{durability}: no WROTE line in\n{stdout}\n{stderr}"));
+        let (account, device, sender): (Account, Device, DeviceAddress) =
+            serde_json::from_str(wrote).unwrap();
+        let before = BeforeReopen {
+            phone: account.phone.clone(),
+            registration: Registration {
+                account,
+                device,
+                removed_devices: Vec::new(),
+            },
+            sender,
+        };
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let store = EmbeddedStore::open(dir.path(), durability).unwrap();
+            check_after_reopen(&store, &before).await;
+            let bulk = store
+                .account_by_phone(&PhoneNumber::parse(BULK_PHONE).unwrap())
+                .await
+                .unwrap()
+                .expect("the bulk account");
+            let device = DeviceAddress::new(bulk.user_id, 1);
+            let entries = store.read_queue(device, 0, usize::MAX, T0).await.unwrap();
+            let expected: Vec<u64> = (1..=(BULK_TASKS * BULK_EACH) as u64).collect();
+            assert_eq!(
+                entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+                expected,
+                "{durability}: every acknowledged enqueue survived kill -9"
+            );
+        });
+    }
+}

@@ -1,1 +1,298 @@
-//! Helpers shared by the end-to-end tests.
+//! Helpers shared by the end-to-end tests: servers started in the test process on port 0 (or as
+//! a child process, for crash tests), registered clients, and waiting for events.
+//!
+//! Waits have generous deadlines only so that a broken build fails instead of hanging; no test
+//! asserts on timing.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use courier_client::{Client, Event, StateFile};
+use courier_protocol::PhoneNumber;
+use courier_server::accounts::CodeSender;
+use courier_server::{Config, Extensions, RunningServer};
+use tempfile::TempDir;
+use tokio::sync::mpsc;
+
+/// How long any single wait may take before the test is declared stuck.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Records the verification codes a server "sends".
+#[derive(Default)]
+pub struct CodeBook {
+    codes: Mutex<HashMap<String, String>>,
+}
+
+impl CodeSender for CodeBook {
+    fn send(&self, phone: &PhoneNumber, code: &str) -> Result<(), String> {
+        self.codes
+            .lock()
+            .map_err(|_| "poisoned".to_owned())?
+            .insert(phone.to_string(), code.to_owned());
+        Ok(())
+    }
+}
+
+impl CodeBook {
+    pub fn code_for(&self, phone: &str) -> String {
+        let phone = PhoneNumber::parse(phone).expect("valid phone").to_string();
+        self.codes
+            .lock()
+            .expect("code book")
+            .get(&phone)
+            .cloned()
+            .unwrap_or_else(|| panic!("no code was sent to {phone}"))
+    }
+}
+
+/// A configuration for tests: port 0, data in `data_dir`, two arbiters.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.store.data_dir = data_dir.to_path_buf();
+    config.actors.arbiters = 2;
+    config.server.drain_timeout_secs = 5;
+    config
+}
+
+/// A server running inside the test process.
+pub struct TestServer {
+    server: Option<RunningServer>,
+    pub codes: Arc<CodeBook>,
+    pub dir: TempDir,
+    pub config: Config,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        TestServer::start_with(|_| {}).await
+    }
+
+    /// Starts a server after `tweak` adjusted the test configuration.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let codes = Arc::new(CodeBook::default());
+        let extensions = Extensions {
+            code_sender: Arc::clone(&codes) as Arc<dyn CodeSender>,
+        };
+        let server = courier_server::start(config.clone(), extensions)
+            .await
+            .expect("server starts");
+        TestServer {
+            server: Some(server),
+            codes,
+            dir,
+            config,
+        }
+    }
+
+    pub fn running(&self) -> &RunningServer {
+        self.server.as_ref().expect("server running")
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.running().local_addr()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    pub fn gateway_url(&self) -> String {
+        format!("ws://{}{}", self.addr(), courier_protocol::GATEWAY_PATH)
+    }
+
+    /// Registers `phone` with state kept in memory.
+    pub async fn register(&self, phone: &str) -> Client {
+        self.register_with(phone, StateFile::memory()).await
+    }
+
+    /// Registers `phone` with state kept in `dir`.
+    pub async fn register_at(&self, phone: &str, dir: &Path) -> Client {
+        self.register_with(phone, StateFile::at(dir)).await
+    }
+
+    pub async fn register_with(&self, phone: &str, file: StateFile) -> Client {
+        let url = self.url();
+        Client::request_code(&url, phone)
+            .await
+            .expect("code requested");
+        let code = self.codes.code_for(phone);
+        Client::register(&url, phone, &code, "test", file)
+            .await
+            .expect("registered")
+    }
+
+    /// Drains and stops the server; its data directory stays for inspection.
+    pub async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+}
+
+/// A fresh, valid phone number.
+pub fn unique_phone() -> String {
+    let n = u64::from_le_bytes(
+        uuid::Uuid::new_v4().as_bytes()[..8]
+            .try_into()
+            .expect("8 bytes"),
+    );
+    format!("+1555{:07}", n % 10_000_000)
+}
+
+/// The next event, or a panic after [`DEADLINE`].
+pub async fn next_event(events: &mut mpsc::Receiver<Event>) -> Event {
+    tokio::time::timeout(DEADLINE, events.recv())
+        .await
+        .expect("an event within the deadline")
+        .expect("the connection's event stream is open")
+}
+
+/// Skips events until one matches `wanted`, and returns it.
+pub async fn wait_for(
+    events: &mut mpsc::Receiver<Event>,
+    mut wanted: impl FnMut(&Event) -> bool,
+) -> Event {
+    loop {
+        let event = next_event(events).await;
+        if wanted(&event) {
+            return event;
+        }
+    }
+}
+
+/// The next `count` text messages (other events skipped): (sender, id, text).
+pub async fn messages(
+    events: &mut mpsc::Receiver<Event>,
+    count: usize,
+) -> Vec<(courier_protocol::UserId, String, String)> {
+    let mut found = Vec::with_capacity(count);
+    while found.len() < count {
+        if let Event::Message { from, id, text, .. } = next_event(events).await {
+            found.push((from, id, text));
+        }
+    }
+    found
+}
+
+/// The server binary running as a child process, for crash tests.
+pub struct ChildServer {
+    child: Child,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    binary: PathBuf,
+}
+
+impl ChildServer {
+    /// Starts `binary` on a free port of 127.0.0.1 with data in `data_dir`; waits until ready.
+    pub async fn spawn(binary: &Path, data_dir: &Path) -> ChildServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        ChildServer::spawn_at(binary, data_dir, addr).await
+    }
+
+    /// Starts `binary` on `addr` (to restart on the same address).
+    pub async fn spawn_at(binary: &Path, data_dir: &Path, addr: SocketAddr) -> ChildServer {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.with_extension("log"))
+            .expect("log file");
+        let child = Command::new(binary)
+            .env("COURIER_SERVER__LISTEN", addr.to_string())
+            .env("COURIER_STORE__DATA_DIR", data_dir)
+            .env("COURIER_ACTORS__ARBITERS", "2")
+            .env("COURIER_LOG__FILTER", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("server binary starts");
+        let server = ChildServer {
+            child,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            binary: binary.to_path_buf(),
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&self) {
+        let url = format!("http://{}/readyz", self.addr);
+        let http = reqwest::Client::new();
+        let started = std::time::Instant::now();
+        loop {
+            if let Ok(response) = http.get(&url).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "server at {} not ready",
+                self.addr
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The admin token the server wrote to its data directory.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin.token"))
+            .expect("admin token")
+            .trim()
+            .to_owned()
+    }
+
+    /// Registers `phone`, reading the code through the admin API.
+    pub async fn register(&self, phone: &str, file: StateFile) -> Client {
+        let url = self.url();
+        Client::request_code(&url, phone)
+            .await
+            .expect("code requested");
+        let code = courier_client::Api::new(&url)
+            .expect("api")
+            .pending_code(&self.admin_token(), phone)
+            .await
+            .expect("pending code")
+            .code;
+        Client::register(&url, phone, &code, "test", file)
+            .await
+            .expect("registered")
+    }
+
+    /// SIGKILL: no drain, no flush.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("SIGKILL sent");
+        self.child.wait().expect("server reaped");
+    }
+
+    /// Starts the same binary again on the same address and data.
+    pub async fn restart(&mut self) {
+        let next = ChildServer::spawn_at(&self.binary, &self.data_dir, self.addr).await;
+        *self = next;
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        // Already dead after kill9; otherwise stop it so no server outlives its test.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -12,6 +12,7 @@
 //! - [`metrics`]: Prometheus metrics through typed helpers.
 //! - [`error`]: the errors of this layer and the one mapping to HTTP statuses and gateway codes.
 //! - [`shutdown`], [`state`], [`clock`]: drain signal, shared state, time.
+//! - [`main_entry`]: the `courier-server` binary as a function.
 //!
 //! A message's path: gateway connection → recipient's user actor → durable device queues
 //! (store) → "sent" to the sender → pushed to online devices → device ack → range removed and a
@@ -24,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod http;
+pub mod main_entry;
 pub mod metrics;
 pub mod presence;
 pub mod server;

@@ -103,7 +103,8 @@ impl Metrics {
         .expect("valid metric");
         let queue_depth = IntGauge::new(
             "queue_depth",
-            "Entries waiting in device queues (estimate, refreshed at each scrape).",
+            "Entries waiting in device queues (counted at start and after each sweep, \
+             kept current in between).",
         )
         .expect("valid metric");
         let delivery_latency = Histogram::with_opts(
@@ -192,6 +193,8 @@ impl Metrics {
 
     pub fn entries_queued(&self, count: u64) {
         self.queued_entries.inc_by(count);
+        self.queue_depth
+            .add(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     pub fn entry_pushed(&self) {
@@ -200,6 +203,8 @@ impl Metrics {
 
     pub fn entries_acked(&self, count: u64) {
         self.acked_entries.inc_by(count);
+        self.queue_depth
+            .sub(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     pub fn set_queue_depth(&self, depth: u64) {
@@ -229,6 +234,7 @@ impl Metrics {
 
     pub fn http_answer(&self, status: u16) {
         let class = match status {
+            100..=199 => "1xx",
             200..=299 => "2xx",
             300..=399 => "3xx",
             400..=499 => "4xx",

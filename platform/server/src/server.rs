@@ -127,6 +127,7 @@ pub async fn start(config: Config, extensions: Extensions) -> Result<RunningServ
     let sweeper = tokio::spawn({
         let store = Arc::clone(&store);
         let shutdown = shutdown.clone();
+        let metrics = Arc::clone(&state.metrics);
         async move {
             let mut every = tokio::time::interval(sweep_every);
             loop {
@@ -138,6 +139,11 @@ pub async fn start(config: Config, extensions: Extensions) -> Result<RunningServ
                     Ok(0) => {}
                     Ok(removed) => tracing::info!(removed, "expired queue entries swept"),
                     Err(error) => tracing::warn!(%error, "sweep of expired entries failed"),
+                }
+                // Re-counting corrects any drift of the gauge (expiry, re-registrations).
+                match store.count_queued_entries().await {
+                    Ok(depth) => metrics.set_queue_depth(depth),
+                    Err(error) => tracing::warn!(%error, "could not count queued entries"),
                 }
             }
         }

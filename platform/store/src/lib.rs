@@ -146,9 +146,10 @@ pub trait Store: Send + Sync + 'static {
     /// Number of entries on a device queue (expired ones not yet swept may be counted).
     async fn queue_len(&self, address: DeviceAddress) -> StoreResult<u64>;
 
-    /// Roughly how many entries all device queues hold together (for the queue-depth gauge;
-    /// may count deleted or expired entries not yet compacted away).
-    async fn approximate_queued_entries(&self) -> StoreResult<u64>;
+    /// How many entries all device queues hold together (expired ones not yet swept included).
+    /// May scan every queue: for the queue-depth gauge at start-up and after sweeps, not for
+    /// hot paths.
+    async fn count_queued_entries(&self) -> StoreResult<u64>;
 
     /// Deletes expired queue entries and de-duplication records; returns how many entries went.
     async fn sweep_expired(&self, now: Millis) -> StoreResult<u64>;

@@ -633,14 +633,16 @@ impl Handler<AckUpTo> for UserActor {
                     }
                 }
             }
+            let receipts = entries.len() as u64;
             if !entries.is_empty() {
                 store.enqueue(entries).await?;
             }
-            store.ack_queue(from, up_to).await
+            store.ack_queue(from, up_to).await.map(|()| receipts)
         };
         ctx.wait(work.into_actor(self).map(move |result, actor, ctx| {
             match result {
-                Ok(()) => {
+                Ok(receipts) => {
+                    actor.env.metrics.entries_queued(receipts);
                     actor.env.metrics.entries_acked(acked);
                     for sender in senders {
                         if sender == actor.user {

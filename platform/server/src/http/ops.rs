@@ -21,10 +21,6 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    match state.store.approximate_queued_entries().await {
-        Ok(depth) => state.metrics.set_queue_depth(depth),
-        Err(error) => tracing::warn!(%error, "could not estimate queue depth"),
-    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -276,8 +276,12 @@ impl Store for EmbeddedStore {
         self.engine.queue_len(address)
     }
 
-    async fn approximate_queued_entries(&self) -> StoreResult<u64> {
-        Ok(self.engine.ks.queue.approximate_len() as u64)
+    async fn count_queued_entries(&self) -> StoreResult<u64> {
+        let engine = Arc::clone(&self.engine);
+        tokio::task::spawn_blocking(move || engine.ks.queue.len().map(|n| n as u64))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("count task failed: {e}")))?
+            .map_err(StoreError::from)
     }
 
     async fn sweep_expired(&self, now: Millis) -> StoreResult<u64> {

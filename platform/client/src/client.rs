@@ -28,6 +28,7 @@ use crate::api::{Api, Credentials};
 use crate::connection::{ConnectOptions, GatewayConnection, Incoming};
 use crate::error::{ClientError, ClientResult};
 use crate::history::{History, HistoryRecord};
+use crate::sessions::SessionSet;
 use crate::state::{DeviceState, StateFile, session_key};
 
 /// One-time prekeys generated at registration and at each replenishment.
@@ -295,10 +296,13 @@ impl Client {
             let bundle_device = bundle.device_id;
             let bundle = crypto_bundle(&bundle)?;
             let session = Session::initiate(&state.identity, &bundle)?;
-            state.sessions.insert(
-                session_key(DeviceAddress::new(user, bundle_device)),
-                session,
-            );
+            let key = session_key(DeviceAddress::new(user, bundle_device));
+            match state.sessions.get_mut(&key) {
+                Some(set) => set.install(session),
+                None => {
+                    state.sessions.insert(key, SessionSet::new(session));
+                }
+            }
         }
         self.inner.file.save(&state)?;
         Ok(())
@@ -309,14 +313,14 @@ impl Client {
         let mut state = self.state();
         let prefix = format!("{user}.");
         let mut ciphertexts = Vec::new();
-        for (key, session) in state.sessions.iter_mut() {
+        for (key, set) in state.sessions.iter_mut() {
             let Some(device) = key.strip_prefix(&prefix) else {
                 continue;
             };
             let device: DeviceId = device
                 .parse()
                 .map_err(|_| ClientError::Storage(format!("bad session key {key}")))?;
-            let (kind, body) = session.encrypt(plaintext)?;
+            let (kind, body) = set.current().encrypt(plaintext)?;
             ciphertexts.push(DeviceCiphertext {
                 device_id: device,
                 r#type: kind.wire_type(),
@@ -462,8 +466,8 @@ fn decrypt(
     body: &[u8],
 ) -> Result<Vec<u8>, ClientError> {
     let key = session_key(sender);
-    if let Some(session) = state.sessions.get_mut(&key) {
-        match session.decrypt(kind, body) {
+    if let Some(set) = state.sessions.get_mut(&key) {
+        match set.decrypt(kind, body) {
             Ok(plaintext) => return Ok(plaintext),
             Err(courier_crypto::CryptoError::SessionMismatch) if kind == MessageKind::PreKey => {}
             Err(error) => return Err(error.into()),
@@ -476,7 +480,12 @@ fn decrypt(
     }
     let identity = state.identity.clone();
     let (session, plaintext) = Session::accept(&identity, &mut state.prekeys, body)?;
-    state.sessions.insert(key, session);
+    match state.sessions.get_mut(&key) {
+        Some(set) => set.install(session),
+        None => {
+            state.sessions.insert(key, SessionSet::new(session));
+        }
+    }
     Ok(plaintext)
 }
 

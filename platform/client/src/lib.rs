@@ -7,6 +7,7 @@
 //!   tests and the load harness.
 //! - [`api`]: the typed HTTP API (registration, keys, directory, admin).
 //! - [`state`]: the device's persisted state (keys, sessions, seen message ids).
+//! - [`sessions`]: the current and previous sessions with one remote device.
 //! - [`history`]: the local message history with delivery statuses.
 //! - [`error`]: [`ClientError`].
 //! - [`cli`]: the `courier` command-line client (the binary only parses and calls `cli::run`).
@@ -20,6 +21,7 @@ pub mod client;
 pub mod connection;
 pub mod error;
 pub mod history;
+pub mod sessions;
 pub mod state;
 
 pub use api::{Api, Credentials};

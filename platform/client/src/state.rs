@@ -10,12 +10,13 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use courier_crypto::{IdentityKeyPair, MemoryPreKeyStore, Session};
+use courier_crypto::{IdentityKeyPair, MemoryPreKeyStore};
 use courier_protocol::{DeviceAddress, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::api::Credentials;
 use crate::error::{ClientError, ClientResult};
+use crate::sessions::SessionSet;
 
 /// How many (sender device, message id) pairs are remembered for de-duplication.
 pub const SEEN_CAPACITY: usize = 50_000;
@@ -31,7 +32,7 @@ pub struct DeviceState {
     pub signed_prekey_id: u32,
     pub next_one_time_id: u32,
     /// Sessions by remote device address (`<user>.<device>`).
-    pub sessions: BTreeMap<String, Session>,
+    pub sessions: BTreeMap<String, SessionSet>,
     /// Phone number -> user id, learned from the directory.
     #[serde(default)]
     pub contacts: BTreeMap<String, UserId>,

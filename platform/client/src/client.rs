@@ -475,7 +475,7 @@ fn decrypt(
     }
     if kind != MessageKind::PreKey {
         return Err(ClientError::Crypto(courier_crypto::CryptoError::Malformed(
-            "no session with the sender".into(),
+            "no session with the sender",
         )));
     }
     let identity = state.identity.clone();

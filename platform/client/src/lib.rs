@@ -9,7 +9,7 @@
 //! - [`state`]: the device's persisted state (keys, sessions, seen message ids).
 //! - [`sessions`]: the current and previous sessions with one remote device.
 //! - [`history`]: the local message history with delivery statuses.
-//! - [`error`]: [`ClientError`].
+//! - [`error`]: the error type, [`ClientError`].
 //! - [`cli`]: the `courier` command-line client (the binary only parses and calls `cli::run`).
 //!
 //! End-to-end encryption (X3DH, Double Ratchet) comes from `courier-crypto`; the server only

@@ -12,7 +12,7 @@ use courier_store::embedded::Durability;
 use serde::Deserialize;
 
 /// Everything the server reads from configuration.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerSection,
@@ -103,19 +103,6 @@ pub struct LogSection {
     pub format: String,
     /// A tracing filter, e.g. "info" or "courier_server=debug,info".
     pub filter: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerSection::default(),
-            store: StoreSection::default(),
-            gateway: GatewaySection::default(),
-            registration: RegistrationSection::default(),
-            actors: ActorSection::default(),
-            log: LogSection::default(),
-        }
-    }
 }
 
 impl Default for ServerSection {

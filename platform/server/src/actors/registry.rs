@@ -1,7 +1,7 @@
 //! Arbiters, placement and activation of user actors.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -62,9 +62,7 @@ impl Registry {
     }
 
     fn hash(&self, user: &UserId) -> usize {
-        let mut hasher = self.hasher.build_hasher();
-        user.hash(&mut hasher);
-        hasher.finish() as usize
+        self.hasher.hash_one(user) as usize
     }
 
     fn shard(&self, user: &UserId) -> MutexGuard<'_, HashMap<UserId, Addr<UserActor>>> {

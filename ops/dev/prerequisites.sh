@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what building Courier needs beyond a Rust toolchain, on Debian or Ubuntu:
+#   protobuf-compiler  the .proto contract is compiled at build time (protoc)
+# Idempotent: does nothing when everything is already there.
+set -euo pipefail
+
+need=()
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+
+if ((${#need[@]})); then
+  echo "installing: ${need[*]}" >&2
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install a Rust toolchain (1.90 or newer) first" >&2
+  exit 1
+fi

@@ -127,29 +127,17 @@ impl GatewayConnection {
                     reason: "connection lost".into(),
                 });
             };
-            match message {
-                Ok(Message::Binary(bytes)) => {
-                    let frame = ServerFrame::decode(bytes)
-                        .map_err(|e| ClientError::Protocol(format!("bad server frame: {e}")))?;
-                    return Ok(Incoming::Frame(frame));
-                }
-                Ok(Message::Close(frame)) => {
-                    let (code, reason) = frame
-                        .map(|f| (u16::from(f.code), f.reason.to_string()))
-                        .unwrap_or((1005, String::new()));
-                    return Ok(Incoming::Closed { code, reason });
-                }
-                Ok(_) => continue,
-                Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed)
-                | Err(tokio_tungstenite::tungstenite::Error::AlreadyClosed) => {
-                    return Ok(Incoming::Closed {
-                        code: 1006,
-                        reason: "connection closed".into(),
-                    });
-                }
-                Err(error) => return Err(error.into()),
+            if let Some(incoming) = incoming(message)? {
+                return Ok(incoming);
             }
         }
+    }
+
+    /// Splits the connection into a sending and a receiving half, for callers that write and
+    /// read concurrently (the load harness).
+    pub fn split(self) -> (GatewaySender, GatewayReceiver) {
+        let (sink, stream) = self.socket.split();
+        (GatewaySender { sink }, GatewayReceiver { stream })
     }
 
     /// Closes the connection normally.
@@ -189,5 +177,74 @@ fn handshake_error(error: tokio_tungstenite::tungstenite::Error) -> ClientError 
             }
         }
         other => other.into(),
+    }
+}
+
+/// The sending half of a split connection.
+pub struct GatewaySender {
+    sink: futures_util::stream::SplitSink<WebSocketStream<TcpStream>, Message>,
+}
+
+impl GatewaySender {
+    pub async fn send(&mut self, frame: &ClientFrame) -> ClientResult<()> {
+        self.sink
+            .send(Message::Binary(Bytes::from(frame.encode_to_vec())))
+            .await?;
+        Ok(())
+    }
+
+    /// Sends a close frame.
+    pub async fn close(mut self) {
+        // The peer may be gone already; the connection ends either way.
+        let _ = self.sink.send(Message::Close(None)).await;
+        let _ = self.sink.close().await;
+    }
+}
+
+/// The receiving half of a split connection.
+pub struct GatewayReceiver {
+    stream: futures_util::stream::SplitStream<WebSocketStream<TcpStream>>,
+}
+
+impl GatewayReceiver {
+    /// The next server frame, or how the connection closed.
+    pub async fn recv(&mut self) -> ClientResult<Incoming> {
+        loop {
+            let Some(message) = self.stream.next().await else {
+                return Ok(Incoming::Closed {
+                    code: 1006,
+                    reason: "connection lost".into(),
+                });
+            };
+            if let Some(incoming) = incoming(message)? {
+                return Ok(incoming);
+            }
+        }
+    }
+}
+
+/// Interprets one WebSocket message; `None` for control frames to skip.
+fn incoming(
+    message: Result<Message, tokio_tungstenite::tungstenite::Error>,
+) -> ClientResult<Option<Incoming>> {
+    use tokio_tungstenite::tungstenite::Error;
+    match message {
+        Ok(Message::Binary(bytes)) => {
+            let frame = ServerFrame::decode(bytes)
+                .map_err(|e| ClientError::Protocol(format!("bad server frame: {e}")))?;
+            Ok(Some(Incoming::Frame(frame)))
+        }
+        Ok(Message::Close(frame)) => {
+            let (code, reason) = frame
+                .map(|f| (u16::from(f.code), f.reason.to_string()))
+                .unwrap_or((1005, String::new()));
+            Ok(Some(Incoming::Closed { code, reason }))
+        }
+        Ok(_) => Ok(None),
+        Err(Error::ConnectionClosed) | Err(Error::AlreadyClosed) => Ok(Some(Incoming::Closed {
+            code: 1006,
+            reason: "connection closed".into(),
+        })),
+        Err(error) => Err(error.into()),
     }
 }

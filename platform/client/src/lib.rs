@@ -26,6 +26,6 @@ pub mod state;
 
 pub use api::{Api, Credentials};
 pub use client::{Client, Event, Messenger, ReceiptKind, Sent};
-pub use connection::{ConnectOptions, GatewayConnection, Incoming};
+pub use connection::{ConnectOptions, GatewayConnection, GatewayReceiver, GatewaySender, Incoming};
 pub use error::{ClientError, ClientResult};
 pub use state::StateFile;

@@ -1,0 +1,434 @@
+//! An agent: one process running its share of a plan's users, reporting each interval on
+//! stdout and its result to a file. The controller starts agents, tells them when to go, and
+//! merges what they measured.
+//!
+//! Lines on stdout: `READY` (set-up done), `INTERVAL <json>` (each second), `DONE` (result
+//! written). On stdin the agent waits for `GO` before the measured phase.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use courier_client::Api;
+use tokio::io::AsyncBufReadExt;
+
+use crate::driver::{self, Command, Link, LinkSettings};
+use crate::plan::{Model, Plan, ScenarioKind};
+use crate::profile::Schedule;
+use crate::provision::{self, LoadUser};
+use crate::recorder::{Counter, Recorder, unix_micros};
+use crate::result::RunResult;
+use crate::sampler::ProcessSampler;
+
+/// Runs agent `index` of `plan`, writing its result to `result_path`.
+pub async fn run(plan: Plan, index: u32, result_path: &Path) -> anyhow::Result<()> {
+    let api = Api::new(&plan.server)?;
+    let (first, count) = plan.slice(index);
+    let cache = plan.out.join(format!("users-{first}-{count}.json"));
+    let users = provision::provision(&api, &plan.admin_token, first, count, 32, Some(&cache))
+        .await
+        .context("registering load users")?;
+    let recorder = Arc::new(Recorder::new());
+    let settings = LinkSettings {
+        gateway_url: api.gateway_url(),
+        payload_bytes: plan.payload_bytes,
+        closed_window: (plan.model == Model::Closed).then_some(plan.window),
+    };
+    let share = 1.0 / f64::from(plan.agents);
+    let result = match plan.scenario {
+        ScenarioKind::Chat => chat(&plan, &users, &settings, &recorder, share).await?,
+        ScenarioKind::Idle => idle(&plan, &users, &settings, &recorder).await?,
+        ScenarioKind::Churn => churn(&plan, &users, &settings, &recorder, share).await?,
+        ScenarioKind::Storm => storm(&plan, &users, &settings, &recorder).await?,
+    };
+    std::fs::write(result_path, serde_json::to_vec(&result)?)?;
+    println!("DONE");
+    Ok(())
+}
+
+fn source(plan: &Plan, i: usize) -> Option<IpAddr> {
+    (!plan.source_ips.is_empty()).then(|| plan.source_ips[i % plan.source_ips.len()])
+}
+
+/// Connects `users`, `connect_concurrency` at a time.
+async fn connect_all(
+    plan: &Plan,
+    users: &[LoadUser],
+    settings: &LinkSettings,
+    recorder: &Arc<Recorder>,
+) -> anyhow::Result<Vec<(Link, Option<Arc<tokio::sync::Semaphore>>)>> {
+    use futures_util::StreamExt;
+    let links: Vec<_> = futures_util::stream::iter(users.iter().enumerate())
+        .map(|(i, user)| driver::open(user, source(plan, i), settings, Arc::clone(recorder)))
+        .buffered(plan.connect_concurrency.max(1))
+        .collect()
+        .await;
+    links
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .context("connecting load users")
+}
+
+/// Announces readiness and waits for the controller's `GO`.
+async fn ready_and_wait() -> anyhow::Result<()> {
+    println!("READY");
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        if line.trim() == "GO" {
+            return Ok(());
+        }
+    }
+    anyhow::bail!("the controller went away before GO")
+}
+
+/// Rotates intervals each second, printing them and sampling this process, until `stop`.
+fn start_ticker(
+    recorder: Arc<Recorder>,
+    started: Instant,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<Vec<crate::result::ProcessSample>> {
+    tokio::spawn(async move {
+        let mut stop = stop;
+        let mut own = ProcessSampler::own();
+        let mut samples = Vec::new();
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => break,
+            }
+            let t = started.elapsed().as_secs_f64();
+            let interval = recorder.rotate(t);
+            if let Some(sample) = own.sample(t) {
+                samples.push(sample);
+            }
+            if let Ok(json) = serde_json::to_string(&interval) {
+                println!("INTERVAL {json}");
+            }
+        }
+        let t = started.elapsed().as_secs_f64();
+        recorder.rotate(t);
+        samples
+    })
+}
+
+fn parameters(plan: &Plan) -> serde_json::Value {
+    let mut value = serde_json::to_value(plan).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.remove("admin_token");
+    }
+    value
+}
+
+async fn chat(
+    plan: &Plan,
+    users: &[LoadUser],
+    settings: &LinkSettings,
+    recorder: &Arc<Recorder>,
+    share: f64,
+) -> anyhow::Result<RunResult> {
+    let links = connect_all(plan, users, settings, recorder).await?;
+    ready_and_wait().await?;
+    let addresses: Vec<_> = links.iter().map(|(l, _)| l.address).collect();
+    let partner = |i: usize| addresses[if i % 2 == 0 { (i + 1) % addresses.len() } else { i - 1 }];
+    let warmup = plan.warmup_secs.max(0.0);
+    let total = warmup + plan.duration_secs;
+    let mut schedule = Schedule::new(plan.profile.scaled(share), total);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let start_us = unix_micros();
+    let started = Instant::now();
+    let mut ticker = None;
+    let next_id = AtomicU64::new(1);
+    match plan.model {
+        Model::Open => {
+            let mut cursor = 0usize;
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                let t = started.elapsed().as_secs_f64();
+                if ticker.is_none() && t >= warmup {
+                    recorder.start_measuring();
+                    ticker = Some(start_ticker(Arc::clone(recorder), Instant::now(), stop_rx.clone()));
+                }
+                let due = schedule.due(t);
+                recorder.count(Counter::Target, due.len() as u64);
+                for offset in due {
+                    let i = cursor % links.len();
+                    cursor += 1;
+                    let command = Command::Send {
+                        scheduled_us: start_us + (offset * 1e6) as u64,
+                        to: partner(i),
+                        id: next_id.fetch_add(1, Ordering::Relaxed),
+                    };
+                    if !links[i].0.offer(command) {
+                        recorder.error("generator_backlog");
+                    }
+                }
+                if t >= total {
+                    break;
+                }
+            }
+        }
+        Model::Closed => {
+            recorder.start_measuring();
+            ticker = Some(start_ticker(Arc::clone(recorder), Instant::now(), stop_rx.clone()));
+            let deadline = started + Duration::from_secs_f64(plan.duration_secs);
+            let mut tasks = Vec::new();
+            for (i, (link, permits)) in links.iter().enumerate() {
+                let Some(permits) = permits.clone() else { continue };
+                let to = partner(i);
+                let commands = link_sender(link);
+                tasks.push(tokio::spawn(async move {
+                    let mut id = 0u64;
+                    while Instant::now() < deadline {
+                        let Ok(permit) = permits.acquire().await else { break };
+                        permit.forget();
+                        id += 1;
+                        let command = Command::Send {
+                            scheduled_us: unix_micros(),
+                            to,
+                            id,
+                        };
+                        if !commands.send(command).await {
+                            break;
+                        }
+                    }
+                }));
+            }
+            for task in tasks {
+                // A task ends at the deadline or when its connection is gone.
+                let _ = task.await;
+            }
+        }
+    }
+    // Let messages in flight arrive before the books close.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = stop_tx.send(true);
+    let generator = match ticker {
+        Some(ticker) => ticker.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let mut result = recorder.finish("chat", parameters(plan));
+    result.generator = generator;
+    behind_schedule_note(&mut result);
+    for (link, _) in links {
+        link.close();
+    }
+    Ok(result)
+}
+
+/// A cloneable handle for the closed model's sender tasks.
+fn link_sender(link: &Link) -> LinkHandle {
+    LinkHandle(link.sender())
+}
+
+struct LinkHandle(tokio::sync::mpsc::Sender<Command>);
+
+impl LinkHandle {
+    async fn send(&self, command: Command) -> bool {
+        self.0.send(command).await.is_ok()
+    }
+}
+
+fn behind_schedule_note(result: &mut RunResult) {
+    let lag = result
+        .latency
+        .get(crate::result::series::SEND_LAG)
+        .map(|h| h.quantile_us(0.99))
+        .unwrap_or(0);
+    if lag > 10_000 {
+        result.notes.push(format!(
+            "the generator fell behind its schedule (p99 send lag {:.1} ms): latencies include \
+             that delay (no coordinated omission), but the load was not applied on time",
+            lag as f64 / 1000.0
+        ));
+    }
+    let busy = result
+        .generator
+        .iter()
+        .map(|s| s.cpu_percent)
+        .fold(0.0, f64::max);
+    if busy > 90.0 {
+        result.notes.push(format!(
+            "a generator process peaked at {busy:.0}% CPU: add agents or machines before \
+             reading the figures as the server's limit"
+        ));
+    }
+}
+
+async fn idle(
+    plan: &Plan,
+    users: &[LoadUser],
+    settings: &LinkSettings,
+    recorder: &Arc<Recorder>,
+) -> anyhow::Result<RunResult> {
+    recorder.start_measuring();
+    let links = connect_all(plan, users, settings, recorder).await?;
+    ready_and_wait().await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ticker = start_ticker(Arc::clone(recorder), Instant::now(), stop_rx);
+    tokio::time::sleep(Duration::from_secs_f64(plan.duration_secs)).await;
+    let _ = stop_tx.send(true);
+    let generator = ticker.await.unwrap_or_default();
+    let mut result = recorder.finish("idle", parameters(plan));
+    result.generator = generator;
+    result
+        .figures
+        .insert("connections_total".into(), links.len() as f64);
+    for (link, _) in links {
+        link.close();
+    }
+    Ok(result)
+}
+
+async fn churn(
+    plan: &Plan,
+    users: &[LoadUser],
+    settings: &LinkSettings,
+    recorder: &Arc<Recorder>,
+    share: f64,
+) -> anyhow::Result<RunResult> {
+    ready_and_wait().await?;
+    recorder.start_measuring();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let ticker = start_ticker(Arc::clone(recorder), started, stop_rx);
+    let mut schedule = Schedule::new(plan.profile.scaled(share), plan.duration_secs);
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut cursor = 0usize;
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        tick.tick().await;
+        let t = started.elapsed().as_secs_f64();
+        let due = schedule.due(t);
+        recorder.count(Counter::Target, due.len() as u64);
+        for _ in due {
+            let i = cursor % users.len();
+            cursor += 1;
+            let user = users[i].clone();
+            let bind = source(plan, i);
+            let settings = settings.clone();
+            let recorder = Arc::clone(recorder);
+            tasks.spawn(async move {
+                match driver::open(&user, bind, &settings, Arc::clone(&recorder)).await {
+                    Ok((link, _)) => link.close(),
+                    Err(error) => recorder.error(format!("connect:{}", error_kind(&error))),
+                }
+            });
+        }
+        while tasks.try_join_next().is_some() {}
+        if t >= plan.duration_secs {
+            break;
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    let _ = stop_tx.send(true);
+    let generator = ticker.await.unwrap_or_default();
+    let mut result = recorder.finish("churn", parameters(plan));
+    result.generator = generator;
+    behind_schedule_note(&mut result);
+    Ok(result)
+}
+
+fn error_kind(error: &courier_client::ClientError) -> String {
+    match error {
+        courier_client::ClientError::Api { status, .. } => format!("http_{status}"),
+        courier_client::ClientError::Transport(_) => "transport".into(),
+        _ => "other".into(),
+    }
+}
+
+async fn storm(
+    plan: &Plan,
+    users: &[LoadUser],
+    settings: &LinkSettings,
+    recorder: &Arc<Recorder>,
+) -> anyhow::Result<RunResult> {
+    // Even users send, odd users are the offline recipients.
+    let (senders, recipients): (Vec<_>, Vec<_>) =
+        users.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let senders: Vec<LoadUser> = senders.into_iter().map(|(_, u)| u.clone()).collect();
+    let recipients: Vec<LoadUser> = recipients.into_iter().map(|(_, u)| u.clone()).collect();
+    let closed = LinkSettings {
+        closed_window: Some(64),
+        ..settings.clone()
+    };
+    let links = connect_all(plan, &senders, &closed, recorder).await?;
+    let expected = recipients.len() as u64 * plan.messages_per_user;
+    let mut id = 0u64;
+    for (i, (link, permits)) in links.iter().enumerate() {
+        let to = recipients[i % recipients.len()].address();
+        for _ in 0..plan.messages_per_user {
+            if let Some(permits) = permits {
+                permits.acquire().await?.forget();
+            }
+            id += 1;
+            let command = Command::Send {
+                scheduled_us: unix_micros(),
+                to,
+                id,
+            };
+            link.send(command).await;
+        }
+    }
+    // Wait until every queued message is acknowledged as sent.
+    for (_, permits) in &links {
+        if let Some(permits) = permits {
+            let _ = permits.acquire_many(64).await?;
+        }
+    }
+    for (link, _) in links {
+        link.close();
+    }
+    ready_and_wait().await?;
+    recorder.start_measuring();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let ticker = start_ticker(Arc::clone(recorder), started, stop_rx);
+    let storm_plan = Plan {
+        connect_concurrency: recipients.len().max(1),
+        ..plan.clone()
+    };
+    let links = connect_all(&storm_plan, &recipients, settings, recorder).await?;
+    let deadline = started + Duration::from_secs_f64(plan.duration_secs.max(1.0));
+    let drained = loop {
+        let delivered = recorder.total_delivered();
+        if delivered >= expected {
+            break Some(started.elapsed().as_secs_f64());
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let _ = stop_tx.send(true);
+    let generator = ticker.await.unwrap_or_default();
+    let mut result = recorder.finish("storm", parameters(plan));
+    result.generator = generator;
+    result.figures.insert("queued_total".into(), expected as f64);
+    match drained {
+        Some(secs) => {
+            result.figures.insert("drain_secs".into(), secs);
+        }
+        None => result.notes.push(format!(
+            "the queues did not drain within {} s",
+            plan.duration_secs
+        )),
+    }
+    result.notes.push(
+        "storm: the delivery series is the age of queued messages at delivery, not a latency"
+            .into(),
+    );
+    for (link, _) in links {
+        link.close();
+    }
+    Ok(result)
+}

@@ -136,7 +136,13 @@ async fn chat(
     let links = connect_all(plan, users, settings, recorder).await?;
     ready_and_wait().await?;
     let addresses: Vec<_> = links.iter().map(|(l, _)| l.address).collect();
-    let partner = |i: usize| addresses[if i % 2 == 0 { (i + 1) % addresses.len() } else { i - 1 }];
+    let partner = |i: usize| {
+        addresses[if i.is_multiple_of(2) {
+            (i + 1) % addresses.len()
+        } else {
+            i - 1
+        }]
+    };
     let warmup = plan.warmup_secs.max(0.0);
     let total = warmup + plan.duration_secs;
     let mut schedule = Schedule::new(plan.profile.scaled(share), total);
@@ -155,7 +161,11 @@ async fn chat(
                 let t = started.elapsed().as_secs_f64();
                 if ticker.is_none() && t >= warmup {
                     recorder.start_measuring();
-                    ticker = Some(start_ticker(Arc::clone(recorder), Instant::now(), stop_rx.clone()));
+                    ticker = Some(start_ticker(
+                        Arc::clone(recorder),
+                        Instant::now(),
+                        stop_rx.clone(),
+                    ));
                 }
                 let due = schedule.due(t);
                 recorder.count(Counter::Target, due.len() as u64);
@@ -178,17 +188,25 @@ async fn chat(
         }
         Model::Closed => {
             recorder.start_measuring();
-            ticker = Some(start_ticker(Arc::clone(recorder), Instant::now(), stop_rx.clone()));
+            ticker = Some(start_ticker(
+                Arc::clone(recorder),
+                Instant::now(),
+                stop_rx.clone(),
+            ));
             let deadline = started + Duration::from_secs_f64(plan.duration_secs);
             let mut tasks = Vec::new();
             for (i, (link, permits)) in links.iter().enumerate() {
-                let Some(permits) = permits.clone() else { continue };
+                let Some(permits) = permits.clone() else {
+                    continue;
+                };
                 let to = partner(i);
                 let commands = link_sender(link);
                 tasks.push(tokio::spawn(async move {
                     let mut id = 0u64;
                     while Instant::now() < deadline {
-                        let Ok(permit) = permits.acquire().await else { break };
+                        let Ok(permit) = permits.acquire().await else {
+                            break;
+                        };
                         permit.forget();
                         id += 1;
                         let command = Command::Send {
@@ -353,8 +371,10 @@ async fn storm(
     recorder: &Arc<Recorder>,
 ) -> anyhow::Result<RunResult> {
     // Even users send, odd users are the offline recipients.
-    let (senders, recipients): (Vec<_>, Vec<_>) =
-        users.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let (senders, recipients): (Vec<_>, Vec<_>) = users
+        .iter()
+        .enumerate()
+        .partition(|(i, _)| i.is_multiple_of(2));
     let senders: Vec<LoadUser> = senders.into_iter().map(|(_, u)| u.clone()).collect();
     let recipients: Vec<LoadUser> = recipients.into_iter().map(|(_, u)| u.clone()).collect();
     let closed = LinkSettings {
@@ -413,7 +433,9 @@ async fn storm(
     let generator = ticker.await.unwrap_or_default();
     let mut result = recorder.finish("storm", parameters(plan));
     result.generator = generator;
-    result.figures.insert("queued_total".into(), expected as f64);
+    result
+        .figures
+        .insert("queued_total".into(), expected as f64);
     match drained {
         Some(secs) => {
             result.figures.insert("drain_secs".into(), secs);

@@ -14,7 +14,11 @@ use crate::threshold::Threshold;
 use crate::{agent, controller, echo, merge, report};
 
 #[derive(Parser)]
-#[command(name = "courier-load", version, about = "Load harness for a Courier deployment")]
+#[command(
+    name = "courier-load",
+    version,
+    about = "Load harness for a Courier deployment"
+)]
 pub struct Args {
     #[command(subcommand)]
     command: Command,

@@ -26,7 +26,8 @@ enum AgentLine {
 
 /// Runs `plan`; `Ok(true)` when every threshold passed.
 pub async fn run(plan: Plan) -> anyhow::Result<bool> {
-    plan.validate().map_err(|e| anyhow::anyhow!("invalid plan: {e}"))?;
+    plan.validate()
+        .map_err(|e| anyhow::anyhow!("invalid plan: {e}"))?;
     let thresholds = plan
         .thresholds
         .iter()
@@ -48,7 +49,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<bool> {
     }
     drop(lines_tx);
 
-    eprintln!("setting up {} agent(s): registering and connecting users…", plan.agents);
+    eprintln!(
+        "setting up {} agent(s): registering and connecting users…",
+        plan.agents
+    );
     let mut ready = 0;
     let mut exited = Vec::new();
     while ready + exited.len() < plan.agents as usize {
@@ -70,7 +74,11 @@ pub async fn run(plan: Plan) -> anyhow::Result<bool> {
             let _ = stdin.flush().await;
         }
     }
-    eprintln!("running {:?} for {} s", plan.scenario, plan.duration_secs + plan.warmup_secs);
+    eprintln!(
+        "running {:?} for {} s",
+        plan.scenario,
+        plan.duration_secs + plan.warmup_secs
+    );
 
     let started = Instant::now();
     let mut by_second: BTreeMap<usize, Vec<Interval>> = BTreeMap::new();
@@ -118,11 +126,15 @@ pub async fn run(plan: Plan) -> anyhow::Result<bool> {
     let mut notes = Vec::new();
     for index in 0..plan.agents {
         let path = plan.out.join(format!("agent-{index}.json"));
-        match std::fs::read(&path).map_err(anyhow::Error::from).and_then(|bytes| {
-            serde_json::from_slice::<RunResult>(&bytes).map_err(anyhow::Error::from)
-        }) {
+        match std::fs::read(&path)
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| {
+                serde_json::from_slice::<RunResult>(&bytes).map_err(anyhow::Error::from)
+            }) {
             Ok(result) => results.push(result),
-            Err(error) => notes.push(format!("agent {index} wrote no result ({error}); figures are partial")),
+            Err(error) => notes.push(format!(
+                "agent {index} wrote no result ({error}); figures are partial"
+            )),
         }
     }
     if results.is_empty() {
@@ -134,14 +146,22 @@ pub async fn run(plan: Plan) -> anyhow::Result<bool> {
     if plan.scenario == ScenarioKind::Idle
         && let (Some(before), Some(after)) = (baseline_rss, connected_rss)
     {
-        let connections = result.figures.get("connections_total").copied().unwrap_or(0.0);
+        let connections = result
+            .figures
+            .get("connections_total")
+            .copied()
+            .unwrap_or(0.0);
         if connections > 0.0 {
             result.figures.insert(
                 "server_bytes_per_connection".into(),
                 (after.saturating_sub(before)) as f64 / connections,
             );
-            result.figures.insert("server_rss_before_bytes".into(), before as f64);
-            result.figures.insert("server_rss_connected_bytes".into(), after as f64);
+            result
+                .figures
+                .insert("server_rss_before_bytes".into(), before as f64);
+            result
+                .figures
+                .insert("server_rss_connected_bytes".into(), after as f64);
         }
     }
     let verdicts: Vec<_> = thresholds.iter().map(|t| t.evaluate(&result)).collect();

@@ -109,7 +109,9 @@ impl Plan {
             return Err("the profile never asks for anything (rate 0)".into());
         }
         if peak > 10_000_000.0 {
-            return Err(format!("a rate of {peak}/s is not something to ask of one run"));
+            return Err(format!(
+                "a rate of {peak}/s is not something to ask of one run"
+            ));
         }
         Ok(())
     }

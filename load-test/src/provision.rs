@@ -45,7 +45,9 @@ pub async fn provision(
         && let Ok(bytes) = std::fs::read(path)
     {
         let users: Vec<LoadUser> = serde_json::from_slice(&bytes)?;
-        if users.len() as u64 == count && users.first().map(|u| u.phone.clone()) == Some(phone_of(first)) {
+        if users.len() as u64 == count
+            && users.first().map(|u| u.phone.clone()) == Some(phone_of(first))
+        {
             return Ok(users);
         }
     }

@@ -55,7 +55,11 @@ impl ProcessSampler {
         let used = ticks.saturating_sub(self.last_ticks.unwrap_or(ticks)) as f64 / TICKS_PER_SEC;
         self.last_ticks = Some(ticks);
         self.last_at = now;
-        let cpu_percent = if elapsed > 0.0 { used / elapsed * 100.0 } else { 0.0 };
+        let cpu_percent = if elapsed > 0.0 {
+            used / elapsed * 100.0
+        } else {
+            0.0
+        };
         Some(ProcessSample {
             t,
             cpu_percent,

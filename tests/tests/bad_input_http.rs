@@ -752,8 +752,6 @@ async fn unknown_routes_get_404_with_an_error_body_and_ops_endpoints_answer() {
 }
 
 #[tokio::test]
-#[ignore = "server bug: 405 answers (known route, wrong method) and the gateway's refusal of a \
-            non-upgrade GET carry no ErrorBody, although every error answer should"]
 async fn every_error_answer_has_the_documented_error_body() {
     let server = TestServer::start().await;
     for (method, path) in [

@@ -125,54 +125,43 @@ fn charts(result: &RunResult) -> Vec<String> {
         ),
         ("connects/s", per_second(|i| i.connects)),
     ];
-    let samples = |samples: &[ProcessSample],
-                   value: fn(&ProcessSample) -> f64|
-     -> Vec<(f64, f64)> { samples.iter().map(|s| (s.t, value(s))).collect() };
-    let cpu = |s: &ProcessSample| s.cpu_percent;
-    let rss = |s: &ProcessSample| s.rss_bytes as f64 / 1e6;
+    let samples = |from: &[ProcessSample], value: fn(&ProcessSample) -> f64| {
+        from.iter().map(|s| (s.t, value(s))).collect::<Vec<_>>()
+    };
+    let cpu: fn(&ProcessSample) -> f64 = |s| s.cpu_percent;
+    let server_cpu = vec![("server CPU", samples(&result.server, cpu))];
+    let server_rss = vec![(
+        "server RSS",
+        samples(&result.server, |s| s.rss_bytes as f64 / 1e6),
+    )];
+    let generator_cpu = vec![("generator CPU", samples(&result.generator, cpu))];
 
-    vec![
-        line_chart("Rate per second", "time (s)", "messages/s", &rates),
-        line_chart(
+    let charts: [(&str, &str, Vec<Series>); 6] = [
+        ("Rate per second", "messages/s", rates),
+        (
             "Latency percentiles per interval",
-            "time (s)",
             "ms",
-            &latency_series(ivs),
+            latency_series(ivs),
         ),
-        line_chart("Connections", "time (s)", "connections", &connections),
-        line_chart(
-            "Server CPU",
-            "time (s)",
-            "% of one core",
-            &[("server CPU", samples(&result.server, cpu))],
-        ),
-        line_chart(
-            "Server RSS",
-            "time (s)",
-            "MB",
-            &[("server RSS", samples(&result.server, rss))],
-        ),
-        line_chart(
-            "Generator CPU (all agents)",
-            "time (s)",
-            "% of one core",
-            &[("generator CPU", samples(&result.generator, cpu))],
-        ),
-    ]
+        ("Connections", "connections", connections),
+        ("Server CPU", "% of one core", server_cpu),
+        ("Server RSS", "MB", server_rss),
+        ("Generator CPU (all agents)", "% of one core", generator_cpu),
+    ];
+    charts
+        .iter()
+        .map(|(title, y_label, series)| line_chart(title, "time (s)", y_label, series))
+        .collect()
 }
 
 /// p50, p99 and p99.9 of delivery and server_ack per interval, in ms (empty intervals skipped).
 fn latency_series(intervals: &[Interval]) -> Vec<Series> {
     let mut out = Vec::new();
+    let delivery = ["delivery p50", "delivery p99", "delivery p99.9"];
+    let server_ack = ["server_ack p50", "server_ack p99", "server_ack p99.9"];
     for (name, labels) in [
-        (
-            series::DELIVERY,
-            ["delivery p50", "delivery p99", "delivery p99.9"],
-        ),
-        (
-            series::SERVER_ACK,
-            ["server_ack p50", "server_ack p99", "server_ack p99.9"],
-        ),
+        (series::DELIVERY, delivery),
+        (series::SERVER_ACK, server_ack),
     ] {
         let mut points: [Vec<(f64, f64)>; 3] = Default::default();
         for interval in intervals {
@@ -200,13 +189,8 @@ fn line_chart(
     let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
     let series: Vec<(&str, Vec<(f64, f64)>)> = series
         .iter()
-        .map(|(name, points)| {
-            (
-                *name,
-                points.iter().filter(finite).copied().collect::<Vec<_>>(),
-            )
-        })
-        .filter(|(_, points)| !points.is_empty())
+        .map(|(name, points)| (*name, points.iter().filter(finite).copied().collect()))
+        .filter(|(_, points): &(&str, Vec<_>)| !points.is_empty())
         .collect();
     if series.is_empty() {
         return format!("<p class=\"empty\">{}: no data.</p>\n", escape(title));
@@ -214,101 +198,131 @@ fn line_chart(
     let points = || series.iter().flat_map(|(_, p)| p.iter());
     let (x_min, x_max) = range(points().map(|p| p.0));
     let (y_min, y_max) = range(points().map(|p| p.1).chain([0.0]));
-    let (x_ticks, x_step) = ticks(x_min, x_max, 8);
+    let (mut x_ticks, x_step) = ticks(x_min, x_max, 8);
+    // The x axis ends at the last point: drop a tick beyond it.
+    x_ticks.retain(|x| *x <= x_max + x_step * 1e-9);
+    // The y axis extends to the first tick at or above the highest value.
     let (y_ticks, y_step) = ticks(y_min, y_max, 5);
-    // The y axis extends to the tick above the highest value.
     let y_top = y_ticks.last().copied().unwrap_or(y_max).max(y_max);
 
-    // Legend entries flow left to right and wrap; the plot starts below them.
-    let (width, left, right, bottom) = (800.0, 70.0, 20.0, 45.0);
-    let mut legend = String::new();
-    let (mut lx, mut ly) = (left, 42.0);
-    for (index, (name, _)) in series.iter().enumerate() {
-        let w = 30.0 + 7.0 * name.chars().count() as f64;
-        if lx + w > width - right && lx > left {
-            (lx, ly) = (left, ly + 16.0);
-        }
-        let color = COLORS[index % COLORS.len()];
-        let _ = write!(
-            legend,
-            "<rect x=\"{lx}\" y=\"{}\" width=\"14\" height=\"4\" fill=\"{color}\"/>\
-             <text x=\"{}\" y=\"{ly}\">{}</text>",
-            ly - 4.0,
-            lx + 18.0,
-            escape(name)
-        );
-        lx += w;
-    }
-    let top = ly + 14.0;
-    let height = top + 220.0 + bottom;
-    let (plot_w, plot_h) = (width - left - right, height - top - bottom);
-    let sx = |x: f64| left + (x - x_min) / (x_max - x_min) * plot_w;
-    let sy = |y: f64| top + plot_h - (y - y_min) / (y_top - y_min) * plot_h;
-
+    let (legend, legend_bottom) = legend(&series);
+    let top = legend_bottom + 14.0;
+    let frame = Frame {
+        left: 70.0,
+        top,
+        w: WIDTH - 90.0,
+        h: 220.0,
+        x: (x_min, x_max),
+        y: (y_min, y_top),
+    };
+    let height = top + frame.h + 45.0;
     let mut svg = format!(
-        "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" \
-         width=\"{width}\" height=\"{height}\" font-size=\"12\" role=\"img\">\
-         <text x=\"{left}\" y=\"20\" font-size=\"15\" font-weight=\"bold\">{}</text>{legend}",
+        "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {height}\" \
+         width=\"{WIDTH}\" height=\"{height}\" font-size=\"12\" role=\"img\">\
+         <text x=\"{}\" y=\"20\" font-size=\"15\" font-weight=\"bold\">{}</text>{legend}",
+        frame.left,
         escape(title)
     );
+    let (left, right, bottom) = (frame.left, frame.left + frame.w, frame.top + frame.h);
     for y in &y_ticks {
-        let py = sy(*y);
+        let (py, label) = (frame.sy(*y), tick_label(*y, y_step));
         let _ = write!(
             svg,
-            "<line x1=\"{left}\" y1=\"{py:.1}\" x2=\"{:.1}\" y2=\"{py:.1}\" stroke=\"#e4e4e4\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            left + plot_w,
+            "<line x1=\"{left}\" y1=\"{py:.1}\" x2=\"{right}\" y2=\"{py:.1}\" stroke=\"#e4e4e4\"/>\
+             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{label}</text>",
             left - 6.0,
-            py + 4.0,
-            tick_label(*y, y_step)
+            py + 4.0
         );
     }
-    let axis_y = top + plot_h;
     for x in &x_ticks {
-        let px = sx(*x);
+        let (px, label) = (frame.sx(*x), tick_label(*x, x_step));
         let _ = write!(
             svg,
-            "<line x1=\"{px:.1}\" y1=\"{axis_y}\" x2=\"{px:.1}\" y2=\"{:.1}\" stroke=\"#444\"/>\
-             <text x=\"{px:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-            axis_y + 5.0,
-            axis_y + 18.0,
-            tick_label(*x, x_step)
+            "<line x1=\"{px:.1}\" y1=\"{bottom}\" x2=\"{px:.1}\" y2=\"{}\" stroke=\"#444\"/>\
+             <text x=\"{px:.1}\" y=\"{}\" text-anchor=\"middle\">{label}</text>",
+            bottom + 5.0,
+            bottom + 18.0
         );
     }
     let _ = write!(
         svg,
-        "<path d=\"M{left} {top}V{axis_y}H{:.1}\" fill=\"none\" stroke=\"#444\"/>\
-         <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\
-         <text transform=\"translate(16 {:.1}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
-        left + plot_w,
-        left + plot_w / 2.0,
+        "<path d=\"M{left} {top}V{bottom}H{right}\" fill=\"none\" stroke=\"#444\"/>\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\
+         <text transform=\"translate(16 {}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
+        left + frame.w / 2.0,
         height - 8.0,
         escape(x_label),
-        top + plot_h / 2.0,
+        top + frame.h / 2.0,
         escape(y_label)
     );
     for (index, (_, points)) in series.iter().enumerate() {
         let color = COLORS[index % COLORS.len()];
         let coords: Vec<String> = points
             .iter()
-            .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
+            .map(|(x, y)| format!("{:.1},{:.1}", frame.sx(*x), frame.sy(*y)))
             .collect();
         let _ = write!(
             svg,
             "<polyline points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\"/>",
             coords.join(" ")
         );
+        // A single point draws no line: mark it.
         if let [(x, y)] = points.as_slice() {
+            let (cx, cy) = (frame.sx(*x), frame.sy(*y));
             let _ = write!(
                 svg,
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"/>",
-                sx(*x),
-                sy(*y)
+                "<circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"3\" fill=\"{color}\"/>"
             );
         }
     }
     svg.push_str("</svg></figure>\n");
     svg
+}
+
+const WIDTH: f64 = 800.0;
+
+/// The plot area of a chart (SVG units) and the data ranges it shows.
+struct Frame {
+    left: f64,
+    top: f64,
+    w: f64,
+    h: f64,
+    x: (f64, f64),
+    y: (f64, f64),
+}
+
+impl Frame {
+    fn sx(&self, x: f64) -> f64 {
+        self.left + (x - self.x.0) / (self.x.1 - self.x.0) * self.w
+    }
+
+    fn sy(&self, y: f64) -> f64 {
+        self.top + self.h - (y - self.y.0) / (self.y.1 - self.y.0) * self.h
+    }
+}
+
+/// The legend entries below the title, flowing left to right and wrapping; and the y of the
+/// last row.
+fn legend(series: &[(&str, Vec<(f64, f64)>)]) -> (String, f64) {
+    let mut legend = String::new();
+    let (mut x, mut y) = (70.0, 42.0);
+    for (index, (name, _)) in series.iter().enumerate() {
+        let w = 30.0 + 7.0 * name.chars().count() as f64;
+        if x + w > WIDTH - 20.0 && x > 70.0 {
+            (x, y) = (70.0, y + 16.0);
+        }
+        let color = COLORS[index % COLORS.len()];
+        let _ = write!(
+            legend,
+            "<rect x=\"{x}\" y=\"{}\" width=\"14\" height=\"4\" fill=\"{color}\"/>\
+             <text x=\"{}\" y=\"{y}\">{}</text>",
+            y - 4.0,
+            x + 18.0,
+            escape(name)
+        );
+        x += w;
+    }
+    (legend, y)
 }
 
 /// The smallest and largest value, widened to a non-empty range.

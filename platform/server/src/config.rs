@@ -195,7 +195,8 @@ impl Config {
             config::Environment::with_prefix("COURIER")
                 .prefix_separator("_")
                 .separator("__")
-                .try_parsing(true),
+                .try_parsing(true)
+                .source(Some(settings_from_env(std::env::vars()))),
         );
         let config: Config = builder.build()?.try_deserialize()?;
         config.validate()?;
@@ -218,6 +219,11 @@ impl Config {
         }
         if self.gateway.frames_per_sec == 0 || self.gateway.frame_burst == 0 {
             return invalid("gateway.frames_per_sec and gateway.frame_burst must be positive");
+        }
+        if self.gateway.ping_interval_secs == 0 || self.gateway.idle_timeout_secs == 0 {
+            return invalid(
+                "gateway.ping_interval_secs and gateway.idle_timeout_secs must be positive",
+            );
         }
         if self.actors.mailbox_capacity == 0 {
             return invalid("actors.mailbox_capacity must be positive");
@@ -243,6 +249,16 @@ impl Config {
     }
 }
 
+/// The `COURIER_<SECTION>__<KEY>` variables only: other `COURIER_*` variables (the config file
+/// path, the CLI's home directory) are not settings and must not be read as unknown keys.
+fn settings_from_env(vars: impl Iterator<Item = (String, String)>) -> config::Map<String, String> {
+    vars.filter(|(name, _)| {
+        name.strip_prefix("COURIER_")
+            .is_some_and(|rest| rest.contains("__"))
+    })
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +279,20 @@ mod tests {
             config.gateway.push_window, 256,
             "untouched keys keep defaults"
         );
+    }
+
+    #[test]
+    fn only_section_variables_are_settings() {
+        let vars = [
+            ("COURIER_CONFIG", "/etc/courier.toml"),
+            ("COURIER_HOME", "/tmp/alice"),
+            ("COURIER_GATEWAY__MAX_FRAME_BYTES", "4096"),
+            ("PATH", "/bin"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let settings = settings_from_env(vars.into_iter());
+        assert_eq!(settings.len(), 1);
+        assert_eq!(settings["COURIER_GATEWAY__MAX_FRAME_BYTES"], "4096");
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub enum ApiError {
     /// 404: the thing asked for does not exist.
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
+    /// 405: the path exists, the method does not.
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
     /// 410: it existed but is no longer valid (an expired code).
     #[error("{message}")]
     Gone { code: &'static str, message: String },
@@ -64,6 +67,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Gone { code, .. } => (StatusCode::GONE, code),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),

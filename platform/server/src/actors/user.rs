@@ -396,6 +396,13 @@ impl Handler<Submit> for UserActor {
         };
         AtomicResponse::new(Box::pin(work.into_actor(self).map(
             |result: Result<_, DeliveryError>, actor, ctx| {
+                if matches!(result, Err(DeliveryError::UnknownRecipient))
+                    && actor.sessions.is_empty()
+                {
+                    // No such user: do not keep an actor alive for a name anyone can invent.
+                    actor.registry.deregister(actor.user, &ctx.address());
+                    ctx.stop();
+                }
                 let (devices, entries, outcomes, from, client_message_id, now) = result?;
                 actor.devices = Some(devices);
                 let mut duplicate = true;

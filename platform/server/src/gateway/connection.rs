@@ -85,6 +85,10 @@ pub async fn run(
 
 impl Connection {
     async fn serve(&mut self, receiver: &mut OutboundReceiver) -> End {
+        // Watch for a drain before anything else: one that began meanwhile is seen at once.
+        let shutdown = self.state.shutdown.clone();
+        let drain = shutdown.wait();
+        tokio::pin!(drain);
         let limits = self.state.config.gateway.clone();
         let max_frame = limits.max_frame_bytes;
         let idle_timeout = Duration::from_secs(limits.idle_timeout_secs);
@@ -117,10 +121,9 @@ impl Connection {
         let mut ping = tokio::time::interval(Duration::from_secs(limits.ping_interval_secs));
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ping.tick().await;
-        let mut shutdown = self.state.shutdown.subscribe();
         loop {
             tokio::select! {
-                _ = shutdown.changed() => {
+                _ = &mut drain => {
                     return End::Close(close::GOING_AWAY, "server shutting down");
                 }
                 _ = receiver.close.changed() => {
@@ -149,6 +152,11 @@ impl Connection {
                             }
                         }
                         Message::Text(_) => {
+                            match self.take_token(0).await {
+                                Ok(true) => {}
+                                Ok(false) => continue,
+                                Err(end) => return end,
+                            }
                             let detail = "text frames are not part of the protocol; \
                                           send binary ClientFrames";
                             if self.error(0, ErrorCode::MalformedFrame, detail).await.is_err() {
@@ -180,7 +188,15 @@ impl Connection {
             let _ = self.error(0, ErrorCode::FrameTooLarge, &detail).await;
             return Some(End::Close(close::MESSAGE_TOO_BIG, "frame too large"));
         }
-        let frame = match ClientFrame::decode(bytes) {
+        let decoded = ClientFrame::decode(bytes);
+        let request_id = decoded.as_ref().map(|f| f.request_id).unwrap_or(0);
+        // Every frame counts against the rate, malformed ones included.
+        match self.take_token(request_id).await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(end) => return Some(end),
+        }
+        let frame = match decoded {
             Ok(frame) => frame,
             Err(error) => {
                 let detail = format!("not a ClientFrame: {error}");
@@ -191,19 +207,6 @@ impl Connection {
                     .err();
             }
         };
-        let request_id = frame.request_id;
-        if !self.bucket.try_take() {
-            self.violations += 1;
-            if self.violations > self.state.config.gateway.max_rate_violations {
-                return Some(End::Close(close::POLICY_VIOLATION, "rate limit exceeded"));
-            }
-            let detail = "too many frames; slow down (nothing in this frame was accepted)";
-            return self
-                .error(request_id, ErrorCode::RateLimited, detail)
-                .await
-                .err();
-        }
-        self.violations = 0;
         let Some(body) = frame.body else {
             self.state.metrics.frame_in(FrameKind::Other);
             return self
@@ -235,6 +238,23 @@ impl Connection {
             }
         };
         result.err()
+    }
+
+    /// Takes a token for one frame: `Ok(true)` to go on; `Ok(false)` when the frame was
+    /// refused with RATE_LIMITED; `Err` when refusals went on long enough to close (1008).
+    async fn take_token(&mut self, request_id: u64) -> Result<bool, End> {
+        if self.bucket.try_take() {
+            self.violations = 0;
+            return Ok(true);
+        }
+        self.violations += 1;
+        if self.violations > self.state.config.gateway.max_rate_violations {
+            return Err(End::Close(close::POLICY_VIOLATION, "rate limit exceeded"));
+        }
+        let detail = "too many frames; slow down (nothing in this frame was accepted)";
+        self.error(request_id, ErrorCode::RateLimited, detail)
+            .await
+            .map(|()| false)
     }
 
     async fn on_send(

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
@@ -25,7 +26,7 @@ use crate::state::AppState;
 pub async fn upgrade(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if state.shutdown.is_draining() {
         return ApiError::Unavailable("server is draining".into()).into_response();
@@ -36,6 +37,13 @@ pub async fn upgrade(
     let device = match state.accounts.authenticate(authorization).await {
         Ok(device) => device,
         Err(error) => return error.into_response(),
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return ApiError::invalid("websocket_upgrade_required", rejection.body_text())
+                .into_response();
+        }
     };
     let Ok(permit) = Arc::clone(&state.connection_slots).try_acquire_owned() else {
         return ApiError::Unavailable("connection limit reached".into()).into_response();

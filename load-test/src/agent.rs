@@ -234,6 +234,8 @@ async fn chat(
         None => Vec::new(),
     };
     let mut result = recorder.finish("chat", parameters(plan));
+    // Rates are over the scheduled phase; the grace period after it only adds late arrivals.
+    result.duration_secs = plan.duration_secs;
     result.generator = generator;
     behind_schedule_note(&mut result);
     for (link, _) in links {

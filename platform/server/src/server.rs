@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use courier_store::{StoreConfig, StoreError};
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -117,6 +118,12 @@ pub async fn start(config: Config, extensions: Extensions) -> Result<RunningServ
     let http = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
+            // Chat frames are small and latency-bound: no Nagle delay on any connection.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(error) = tcp.set_nodelay(true) {
+                    tracing::debug!(%error, "could not set TCP_NODELAY");
+                }
+            });
             let serve = axum::serve(listener, router)
                 .with_graceful_shutdown(async move { shutdown.wait().await });
             if let Err(error) = serve.await {

@@ -138,9 +138,24 @@ pub(super) fn decode_entry(key: &[u8], value: &[u8]) -> StoreResult<QueuedEntry>
     }
 }
 
-/// `queue_meta` value: the next sequence number of the device queue.
-pub(super) fn decode_next_seq(value: &[u8]) -> StoreResult<u64> {
-    be_u64("queue_meta", value)
+/// `queue_meta` value: the next sequence number of the device queue, then the highest
+/// acknowledged one (absent in records written before acknowledgements were tracked: 0).
+pub(super) fn decode_queue_meta(value: &[u8]) -> StoreResult<(u64, u64)> {
+    match value.len() {
+        8 => Ok((be_u64("queue_meta", value)?, 0)),
+        16 => Ok((
+            be_u64("queue_meta", &value[..8])?,
+            be_u64("queue_meta", &value[8..])?,
+        )),
+        _ => Err(corrupt("queue_meta", "unexpected length")),
+    }
+}
+
+pub(super) fn encode_queue_meta(next: u64, acked: u64) -> [u8; 16] {
+    let mut value = [0u8; 16];
+    value[..8].copy_from_slice(&next.to_be_bytes());
+    value[8..].copy_from_slice(&acked.to_be_bytes());
+    value
 }
 
 /// `dedupe` key: recipient device key, sender device key, client message id.
@@ -217,7 +232,9 @@ mod tests {
             assert!(entry_expires_at(bad).is_err());
         }
         assert!(decode_dedupe(&[1, 2, 3]).is_err());
-        assert!(decode_next_seq(&[1]).is_err());
+        assert!(decode_queue_meta(&[1]).is_err());
+        assert_eq!(decode_queue_meta(&7u64.to_be_bytes()).unwrap(), (7, 0));
+        assert_eq!(decode_queue_meta(&encode_queue_meta(9, 4)).unwrap(), (9, 4));
         assert!(device_id_of_key(&[0; 3]).is_err());
         assert!(user_from_bytes("phones", &[0; 15]).is_err());
     }

@@ -8,8 +8,8 @@ use courier_protocol::DeviceAddress;
 use fjall::Keyspace;
 
 use super::codec::{
-    DeviceKey, decode_dedupe, decode_entry, decode_next_seq, dedupe_key, encode_dedupe,
-    encode_entry, entry_expires_at, queue_key,
+    DeviceKey, decode_dedupe, decode_entry, decode_queue_meta, dedupe_key, encode_dedupe,
+    encode_entry, encode_queue_meta, entry_expires_at, queue_key,
 };
 use super::engine::{Engine, lock};
 use crate::error::StoreResult;
@@ -29,10 +29,14 @@ pub(super) struct SweepScan {
 }
 
 impl Engine {
-    fn next_seq(&self, device: &DeviceKey) -> StoreResult<u64> {
+    /// The next sequence number and the acknowledged watermark of a device queue.
+    ///
+    /// The watermark keeps acknowledgements and reads from walking over the tombstones of
+    /// everything acknowledged before: without it each ack would cost O(history).
+    fn queue_meta(&self, device: &DeviceKey) -> StoreResult<(u64, u64)> {
         match self.ks.queue_meta.get(device)? {
-            Some(value) => decode_next_seq(&value),
-            None => Ok(1),
+            Some(value) => decode_queue_meta(&value),
+            None => Ok((1, 0)),
         }
     }
 
@@ -56,7 +60,7 @@ impl Engine {
             .collect::<StoreResult<Vec<_>>>()?;
 
         let _queues = lock(&self.locks.queues);
-        let mut next_seqs: HashMap<DeviceKey, u64> = HashMap::new();
+        let mut next_seqs: HashMap<DeviceKey, (u64, u64)> = HashMap::new();
         let mut queued_now: HashMap<Vec<u8>, u64> = HashMap::new();
         let mut outcomes = Vec::with_capacity(keyed.len());
         let mut batch = self.batch();
@@ -74,9 +78,9 @@ impl Engine {
                     }
                 }
             }
-            let next = match next_seqs.entry(device) {
-                Entry::Occupied(next) => next.into_mut(),
-                Entry::Vacant(slot) => slot.insert(self.next_seq(&device)?),
+            let (next, _) = match next_seqs.entry(device) {
+                Entry::Occupied(meta) => meta.into_mut(),
+                Entry::Vacant(slot) => slot.insert(self.queue_meta(&device)?),
             };
             let seq = *next;
             *next += 1;
@@ -95,8 +99,8 @@ impl Engine {
             }
             outcomes.push(EnqueueOutcome::Queued { seq });
         }
-        for (device, next) in next_seqs {
-            batch.insert(&self.ks.queue_meta, device, next.to_be_bytes());
+        for (device, (next, acked)) in next_seqs {
+            batch.insert(&self.ks.queue_meta, device, encode_queue_meta(next, acked));
         }
         batch.commit()?;
         Ok(outcomes)
@@ -117,6 +121,8 @@ impl Engine {
             return Ok(entries);
         }
         let device = address.to_key();
+        let (_, acked) = self.queue_meta(&device)?;
+        let first = first.max(acked.saturating_add(1));
         for guard in self
             .ks
             .queue
@@ -142,14 +148,21 @@ impl Engine {
         }
         let device = address.to_key();
         let _queues = lock(&self.locks.queues);
+        let (next, acked) = self.queue_meta(&device)?;
+        // Nothing beyond what was ever allocated can be acknowledged.
+        let up_to = up_to.min(next - 1);
+        if up_to <= acked {
+            return Ok(());
+        }
         let mut batch = self.batch();
         for guard in self
             .ks
             .queue
-            .range(queue_key(&device, 1)..=queue_key(&device, up_to))
+            .range(queue_key(&device, acked + 1)..=queue_key(&device, up_to))
         {
             batch.remove_weak(&self.ks.queue, guard.key()?);
         }
+        batch.insert(&self.ks.queue_meta, device, encode_queue_meta(next, up_to));
         Ok(batch.commit()?)
     }
 

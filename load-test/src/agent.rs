@@ -36,6 +36,7 @@ pub async fn run(plan: Plan, index: u32, result_path: &Path) -> anyhow::Result<(
         gateway_url: api.gateway_url(),
         payload_bytes: plan.payload_bytes,
         closed_window: (plan.model == Model::Closed).then_some(plan.window),
+        run_id: format!("{:x}-{index}", unix_micros()),
     };
     let share = 1.0 / f64::from(plan.agents);
     let result = match plan.scenario {

@@ -71,6 +71,9 @@ pub struct LinkSettings {
     pub payload_bytes: usize,
     /// In the closed model, each SendResult returns a permit to this user's semaphore.
     pub closed_window: Option<usize>,
+    /// Unique per run and agent: message ids must not repeat across runs, or the server
+    /// rightly treats them as duplicates of earlier messages.
+    pub run_id: String,
 }
 
 /// Connects `user` (from `bind`, if given), timing the connect.
@@ -97,7 +100,7 @@ pub async fn open(
         sender,
         command_rx,
         ack_rx,
-        user.address(),
+        settings.run_id.clone(),
         settings.payload_bytes,
         Arc::clone(&recorder),
     ));
@@ -122,7 +125,7 @@ async fn write_loop(
     mut sender: GatewaySender,
     mut commands: mpsc::Receiver<Command>,
     mut acks: mpsc::Receiver<Command>,
-    from: DeviceAddress,
+    run_id: String,
     payload_bytes: usize,
     recorder: Arc<Recorder>,
 ) {
@@ -151,7 +154,7 @@ async fn write_loop(
                     request_id: scheduled_us,
                     body: Some(client_frame::Body::Send(SendMessage {
                         recipient: to.user.to_string(),
-                        client_message_id: format!("{}-{id}", from.device),
+                        client_message_id: format!("{run_id}-{id}"),
                         timestamp_ms: now / 1000,
                         ciphertexts: vec![DeviceCiphertext {
                             device_id: to.device,

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use courier_store::{StoreConfig, StoreError};
 use axum::serve::ListenerExt;
+use courier_store::{StoreConfig, StoreError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 

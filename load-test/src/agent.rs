@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use courier_client::Api;
-use tokio::io::AsyncBufReadExt;
 
 use crate::driver::{self, Command, Link, LinkSettings};
 use crate::plan::{Model, Plan, ScenarioKind};
@@ -27,10 +26,22 @@ use crate::sampler::ProcessSampler;
 pub async fn run(plan: Plan, index: u32, result_path: &Path) -> anyhow::Result<()> {
     let api = Api::new(&plan.server)?;
     let (first, count) = plan.slice(index);
-    let cache = plan.out.join(format!("users-{first}-{count}.json"));
+    std::fs::create_dir_all(&plan.users_cache)
+        .with_context(|| format!("cannot create {}", plan.users_cache.display()))?;
+    let server_key: String = plan
+        .server
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let cache = plan
+        .users_cache
+        .join(format!("{server_key}-{first}-{count}.json"));
     let users = provision::provision(&api, &plan.admin_token, first, count, 32, Some(&cache))
         .await
         .context("registering load users")?;
+    // The controller samples the server between registration and connections (so that memory
+    // per connection excludes the accounts), then says CONNECT.
+    wait_for_line("PROVISIONED", "CONNECT").await?;
     let recorder = Arc::new(Recorder::new());
     let settings = LinkSettings {
         gateway_url: api.gateway_url(),
@@ -75,14 +86,31 @@ async fn connect_all(
 
 /// Announces readiness and waits for the controller's `GO`.
 async fn ready_and_wait() -> anyhow::Result<()> {
-    println!("READY");
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    while let Some(line) = lines.next_line().await? {
-        if line.trim() == "GO" {
+    wait_for_line("READY", "GO").await
+}
+
+/// Prints `announce` and waits until the controller writes `expected` on stdin.
+async fn wait_for_line(announce: &str, expected: &str) -> anyhow::Result<()> {
+    println!("{announce}");
+    let mut line = String::new();
+    loop {
+        line.clear();
+        // One byte at a time: a buffered reader would swallow the next command.
+        let mut byte = [0u8; 1];
+        loop {
+            let n = tokio::io::AsyncReadExt::read(&mut tokio::io::stdin(), &mut byte).await?;
+            if n == 0 {
+                anyhow::bail!("the controller went away before {expected}");
+            }
+            if byte[0] == b'\n' {
+                break;
+            }
+            line.push(byte[0] as char);
+        }
+        if line.trim() == expected {
             return Ok(());
         }
     }
-    anyhow::bail!("the controller went away before GO")
 }
 
 /// Rotates intervals each second, printing them and sampling this process, until `stop`.

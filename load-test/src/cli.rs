@@ -110,6 +110,9 @@ struct RunArgs {
     thresholds: Vec<String>,
     #[arg(long, default_value = "load-results")]
     out: PathBuf,
+    /// Where registered load users are kept for the next runs.
+    #[arg(long, default_value = ".courier-load/users")]
+    users_cache: PathBuf,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -174,6 +177,7 @@ impl RunArgs {
             server_pid: self.server_pid,
             thresholds: self.thresholds,
             out: self.out,
+            users_cache: self.users_cache,
         })
     }
 }

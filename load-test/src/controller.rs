@@ -18,6 +18,7 @@ use crate::threshold::Threshold;
 use crate::{merge, report};
 
 enum AgentLine {
+    Provisioned,
     Ready,
     Interval(u32, Box<Interval>),
     Done,
@@ -40,7 +41,6 @@ pub async fn run(plan: Plan) -> anyhow::Result<bool> {
     let plan_path = plan.out.join("plan.json");
     std::fs::write(&plan_path, serde_json::to_vec_pretty(&plan)?)?;
     let mut server = plan.server_pid.map(ProcessSampler::new);
-    let baseline_rss = server.as_ref().and_then(|s| s.rss_bytes());
 
     let (lines_tx, mut lines) = mpsc::channel(1024);
     let mut children = Vec::new();
@@ -49,12 +49,21 @@ pub async fn run(plan: Plan) -> anyhow::Result<bool> {
     }
     drop(lines_tx);
 
-    eprintln!(
-        "setting up {} agent(s): registering and connecting users…",
-        plan.agents
-    );
-    let mut ready = 0;
+    eprintln!("setting up {} agent(s): registering users…", plan.agents);
     let mut exited = Vec::new();
+    let mut provisioned = 0;
+    while provisioned + exited.len() < plan.agents as usize {
+        match lines.recv().await {
+            Some(AgentLine::Provisioned) => provisioned += 1,
+            Some(AgentLine::Exited(index)) => exited.push(index),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    let baseline_rss = server.as_ref().and_then(|s| s.rss_bytes());
+    tell_agents(&mut children, "CONNECT").await;
+    eprintln!("connecting users…");
+    let mut ready = 0;
     while ready + exited.len() < plan.agents as usize {
         match lines.recv().await {
             Some(AgentLine::Ready) => ready += 1,
@@ -67,13 +76,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<bool> {
         anyhow::bail!("no agent got ready (see their messages above)");
     }
     let connected_rss = server.as_ref().and_then(|s| s.rss_bytes());
-    for child in &mut children {
-        if let Some(stdin) = child.stdin.as_mut() {
-            // An agent that already exited is reported below.
-            let _ = stdin.write_all(b"GO\n").await;
-            let _ = stdin.flush().await;
-        }
-    }
+    tell_agents(&mut children, "GO").await;
     eprintln!(
         "running {:?} for {} s",
         plan.scenario,
@@ -105,7 +108,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<bool> {
                         exited.push(index);
                     }
                 }
-                Some(AgentLine::Ready) => {}
+                Some(AgentLine::Ready | AgentLine::Provisioned) => {}
                 None => break,
             },
             _ = tick.tick() => {
@@ -172,6 +175,17 @@ pub async fn run(plan: Plan) -> anyhow::Result<bool> {
     Ok(verdicts.iter().all(|v| v.passed))
 }
 
+/// Writes a command line to every agent.
+async fn tell_agents(children: &mut [Child], command: &str) {
+    for child in children {
+        if let Some(stdin) = child.stdin.as_mut() {
+            // An agent that already exited is reported when results are collected.
+            let _ = stdin.write_all(format!("{command}\n").as_bytes()).await;
+            let _ = stdin.flush().await;
+        }
+    }
+}
+
 /// Writes `result.json` and `report.html` into `out`.
 pub fn write_outputs(
     out: &Path,
@@ -222,7 +236,9 @@ fn spawn_agent(
     tokio::spawn(async move {
         let mut reader = tokio::io::BufReader::new(stdout).lines();
         while let Ok(Some(line)) = reader.next_line().await {
-            let parsed = if line == "READY" {
+            let parsed = if line == "PROVISIONED" {
+                Some(AgentLine::Provisioned)
+            } else if line == "READY" {
                 Some(AgentLine::Ready)
             } else if line == "DONE" {
                 Some(AgentLine::Done)

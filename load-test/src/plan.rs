@@ -66,8 +66,16 @@ pub struct Plan {
     pub server_pid: Option<u32>,
     /// Pass/fail conditions, e.g. "p99<25ms", "errors<0.1%".
     pub thresholds: Vec<String>,
-    /// Where result.json, report.html and the user cache go.
+    /// Where result.json and report.html go.
     pub out: PathBuf,
+    /// Where registered load users are kept between runs (servers rate-limit verification
+    /// codes per number, so users are registered once and reused).
+    #[serde(default = "default_users_cache")]
+    pub users_cache: PathBuf,
+}
+
+fn default_users_cache() -> PathBuf {
+    PathBuf::from(".courier-load/users")
 }
 
 impl Plan {

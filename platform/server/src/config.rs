@@ -28,6 +28,9 @@ pub struct Config {
 pub struct ServerSection {
     /// Address of the one port serving HTTP, the gateway and `/metrics`.
     pub listen: SocketAddr,
+    /// Pending connections the kernel queues before the server accepts them (capped by
+    /// `net.core.somaxconn`).
+    pub listen_backlog: u32,
     /// Longest time a graceful drain waits for connections to close, in seconds.
     pub drain_timeout_secs: u64,
     /// Bearer token of the admin API; if empty, a random one is written to
@@ -109,6 +112,7 @@ impl Default for ServerSection {
     fn default() -> Self {
         ServerSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen_backlog: 4096,
             drain_timeout_secs: 10,
             admin_token: String::new(),
             max_http_body_bytes: 256 * 1024,
@@ -139,7 +143,7 @@ impl Default for GatewaySection {
             ping_interval_secs: 30,
             idle_timeout_secs: 120,
             max_connections: 19_500,
-            read_buffer_bytes: 4096,
+            read_buffer_bytes: 1024,
             outbound_queue: 512,
         }
     }

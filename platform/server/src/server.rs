@@ -88,12 +88,9 @@ pub async fn start(config: Config, extensions: Extensions) -> Result<RunningServ
     });
     let registry = Registry::start(env, config.arbiter_count())
         .map_err(io_error("cannot start the actor system"))?;
-    let listener = TcpListener::bind(config.server.listen)
-        .await
-        .map_err(io_error(format!(
-            "cannot listen on {}",
-            config.server.listen
-        )))?;
+    let listener = bind(config.server.listen, config.server.listen_backlog).map_err(io_error(
+        format!("cannot listen on {}", config.server.listen),
+    ))?;
     let local_addr = listener
         .local_addr()
         .map_err(io_error("cannot read the bound address"))?;
@@ -196,6 +193,19 @@ impl RunningServer {
         }
         tracing::info!("courier server stopped");
     }
+}
+
+/// A listener with a backlog sized for connection storms (the default of 1024 overflows when
+/// thousands of devices reconnect at once, and an overflow costs a client a one-second SYN
+/// retransmission).
+fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// The admin token from configuration, or the one in `<data_dir>/admin.token` (created with a

@@ -40,6 +40,9 @@ pub(super) struct Locks {
     pub queues: Mutex<()>,
 }
 
+/// Largest memtable of a keyspace before it is flushed to disk.
+const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
+
 /// The synchronous core of the store; `EmbeddedStore` decides on which thread it runs.
 pub(super) struct Engine {
     pub db: Database,
@@ -60,7 +63,15 @@ pub(super) fn lock(mutex: &Mutex<()>) -> MutexGuard<'_, ()> {
 impl Engine {
     pub fn open(path: &Path, durability: Durability) -> StoreResult<Self> {
         let db = Database::builder(path).open()?;
-        let keyspace = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        // Small memtables: the hot keyspaces (queues, de-duplication) see a steady stream of
+        // writes and tombstones; flushing 8 MiB at a time keeps both the in-memory lookups and
+        // the pauses of a flush short (64 MiB memtables stalled writes for a second or more
+        // under load, see docs/benchmarks.md).
+        let keyspace = |name: &str| {
+            db.keyspace(name, || {
+                KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+            })
+        };
         let ks = Keyspaces {
             accounts: keyspace("accounts")?,
             phones: keyspace("phones")?,

@@ -192,7 +192,7 @@ pub fn write_outputs(
     result: &RunResult,
     verdicts: &[crate::threshold::Verdict],
 ) -> anyhow::Result<()> {
-    std::fs::write(out.join("result.json"), serde_json::to_vec_pretty(result)?)?;
+    std::fs::write(out.join("result.json"), serde_json::to_vec(result)?)?;
     std::fs::write(out.join("report.html"), report::html(result, verdicts))?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The result of a run: what agents write as JSON, what the controller merges, what reports and
 //! thresholds read.
 //!
-//! Latencies are HdrHistograms of microseconds, stored as their recorded (value, count) pairs:
+//! Latencies are HdrHistograms of microseconds with two significant digits (1% resolution), stored as their recorded (value, count) pairs:
 //! rebuilding a histogram from them gives back the same histogram, so results from several
 //! agents (processes or machines) merge exactly.
 
@@ -34,7 +34,7 @@ pub struct Hist {
 
 impl Hist {
     pub fn new_histogram() -> Histogram<u64> {
-        Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")
+        Histogram::new_with_bounds(1, MAX_LATENCY_US, 2).expect("valid histogram bounds")
     }
 
     pub fn from_histogram(histogram: &Histogram<u64>) -> Hist {

@@ -47,6 +47,7 @@ pub async fn run(plan: Plan, index: u32, result_path: &Path) -> anyhow::Result<(
         gateway_url: api.gateway_url(),
         payload_bytes: plan.payload_bytes,
         closed_window: (plan.model == Model::Closed).then_some(plan.window),
+        fan_out: None,
         run_id: format!("{:x}-{index}", unix_micros()),
     };
     let share = 1.0 / f64::from(plan.agents);
@@ -55,6 +56,7 @@ pub async fn run(plan: Plan, index: u32, result_path: &Path) -> anyhow::Result<(
         ScenarioKind::Idle => idle(&plan, &users, &settings, &recorder).await?,
         ScenarioKind::Churn => churn(&plan, &users, &settings, &recorder, share).await?,
         ScenarioKind::Storm => storm(&plan, &users, &settings, &recorder).await?,
+        ScenarioKind::Group => group(&plan, &users, &settings, &recorder).await?,
     };
     std::fs::write(result_path, serde_json::to_vec(&result)?)?;
     println!("DONE");
@@ -480,6 +482,124 @@ async fn storm(
         "storm: the delivery series is the age of queued messages at delivery, not a latency"
             .into(),
     );
+    for (link, _) in links {
+        link.close();
+    }
+    Ok(result)
+}
+
+/// Creates a group of `members` on a connection of `creator`; returns its id.
+async fn create_group(
+    settings: &LinkSettings,
+    creator: &LoadUser,
+    members: Vec<String>,
+) -> anyhow::Result<courier_protocol::GroupId> {
+    use courier_protocol::v1::{ClientFrame, ErrorCode, GroupCreate, client_frame, server_frame};
+    let (mut connection, _) = courier_client::GatewayConnection::connect(
+        &settings.gateway_url,
+        &creator.credentials,
+        &Default::default(),
+    )
+    .await?;
+    let frame = ClientFrame {
+        request_id: 1,
+        body: Some(client_frame::Body::CreateGroup(GroupCreate {
+            subject: "load test".into(),
+            members,
+            settings: None,
+        })),
+    };
+    connection.send(&frame).await?;
+    loop {
+        match connection.recv().await? {
+            courier_client::Incoming::Frame(frame) => {
+                if let Some(server_frame::Body::GroupResult(result)) = frame.body {
+                    anyhow::ensure!(
+                        result.status == ErrorCode::Ok as i32,
+                        "the server refused the group: {}",
+                        result.message
+                    );
+                    let info = result.group.context("a group result without the group")?;
+                    connection.close().await;
+                    return Ok(info.group_id.parse()?);
+                }
+            }
+            courier_client::Incoming::Closed { code, reason } => {
+                anyhow::bail!("closed while creating the group: {code} {reason}")
+            }
+        }
+    }
+}
+
+async fn group(
+    plan: &Plan,
+    users: &[LoadUser],
+    settings: &LinkSettings,
+    recorder: &Arc<Recorder>,
+) -> anyhow::Result<RunResult> {
+    let members = users[1..]
+        .iter()
+        .map(|u| u.address().user.to_string())
+        .collect();
+    let group = create_group(settings, &users[0], members).await?;
+    let fan_out = Arc::new(driver::FanOut::new(users.len() as u64 - 1));
+    let settings = LinkSettings {
+        fan_out: Some(Arc::clone(&fan_out)),
+        ..settings.clone()
+    };
+    let links = connect_all(plan, users, &settings, recorder).await?;
+    ready_and_wait().await?;
+    let warmup = plan.warmup_secs.max(0.0);
+    let total = warmup + plan.duration_secs;
+    let mut schedule = Schedule::new(plan.profile.clone(), total);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let start_us = unix_micros();
+    let started = Instant::now();
+    let mut ticker = None;
+    let mut id = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let t = started.elapsed().as_secs_f64();
+        if ticker.is_none() && t >= warmup {
+            recorder.start_measuring();
+            ticker = Some(start_ticker(
+                Arc::clone(recorder),
+                Instant::now(),
+                stop_rx.clone(),
+            ));
+        }
+        let due = schedule.due(t);
+        recorder.count(Counter::Target, due.len() as u64);
+        for offset in due {
+            id += 1;
+            let command = Command::GroupSend {
+                scheduled_us: start_us + (offset * 1e6) as u64,
+                group,
+                id,
+            };
+            if !links[0].0.offer(command) {
+                recorder.error("generator_backlog");
+            }
+        }
+        if t >= total {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = stop_tx.send(true);
+    let generator = match ticker {
+        Some(ticker) => ticker.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let mut result = recorder.finish("group", parameters(plan));
+    result.duration_secs = plan.duration_secs;
+    result.generator = generator;
+    result
+        .figures
+        .insert("group_members".into(), users.len() as f64);
+    behind_schedule_note(&mut result);
     for (link, _) in links {
         link.close();
     }

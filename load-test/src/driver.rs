@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use courier_client::{ConnectOptions, GatewayConnection, GatewayReceiver, GatewaySender, Incoming};
-use courier_protocol::DeviceAddress;
 use courier_protocol::v1::{
-    Ack, CiphertextType, ClientFrame, DeviceCiphertext, ErrorCode, SendMessage, client_frame,
-    delivery, server_frame,
+    Ack, CiphertextType, ClientFrame, DeviceCiphertext, ErrorCode, GroupSend, SendMessage,
+    client_frame, delivery, server_frame,
 };
+use courier_protocol::{DeviceAddress, GroupId};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::provision::LoadUser;
@@ -33,7 +33,42 @@ pub enum Command {
         to: DeviceAddress,
         id: u64,
     },
+    /// Send one message to a group (all members but the sender receive it).
+    GroupSend {
+        scheduled_us: u64,
+        group: GroupId,
+        id: u64,
+    },
     Ack(u64),
+}
+
+/// Counts arrivals of each group message so that the arrival at the last member is timed.
+#[derive(Default)]
+pub struct FanOut {
+    /// Members that receive each message (the group's size minus the sender).
+    pub expected: u64,
+    arrivals: std::sync::Mutex<std::collections::HashMap<u64, u64>>,
+}
+
+impl FanOut {
+    pub fn new(expected: u64) -> Self {
+        FanOut {
+            expected,
+            arrivals: Default::default(),
+        }
+    }
+
+    /// Records one arrival of the message scheduled at `scheduled`; `true` for the last one.
+    fn arrived(&self, scheduled: u64) -> bool {
+        let mut arrivals = self.arrivals.lock().unwrap_or_else(|p| p.into_inner());
+        let count = arrivals.entry(scheduled).or_default();
+        *count += 1;
+        if *count >= self.expected {
+            arrivals.remove(&scheduled);
+            return true;
+        }
+        false
+    }
 }
 
 /// A connected load user.
@@ -71,6 +106,8 @@ pub struct LinkSettings {
     pub payload_bytes: usize,
     /// In the closed model, each SendResult returns a permit to this user's semaphore.
     pub closed_window: Option<usize>,
+    /// Group scenario: where arrivals are counted.
+    pub fan_out: Option<Arc<FanOut>>,
     /// Unique per run and agent: message ids must not repeat across runs, or the server
     /// rightly treats them as duplicates of earlier messages.
     pub run_id: String,
@@ -109,6 +146,7 @@ pub async fn open(
         acks,
         Arc::clone(&recorder),
         permits.clone(),
+        settings.fan_out.clone(),
     ));
     Ok((
         Link {
@@ -164,6 +202,27 @@ async fn write_loop(
                     })),
                 }
             }
+            Command::GroupSend {
+                scheduled_us,
+                group,
+                id,
+            } => {
+                let now = unix_micros();
+                recorder.latency(series::SEND_LAG, now.saturating_sub(scheduled_us));
+                let mut ciphertext = Vec::with_capacity(8 + filler.len());
+                ciphertext.extend_from_slice(&scheduled_us.to_be_bytes());
+                ciphertext.extend_from_slice(&filler);
+                recorder.count(Counter::Sent, 1);
+                ClientFrame {
+                    request_id: scheduled_us,
+                    body: Some(client_frame::Body::GroupSend(GroupSend {
+                        group_id: group.to_string(),
+                        client_message_id: format!("{run_id}-{id}"),
+                        timestamp_ms: now / 1000,
+                        ciphertext,
+                    })),
+                }
+            }
             Command::Ack(seq) => ClientFrame {
                 request_id: 0,
                 body: Some(client_frame::Body::Ack(Ack { up_to_seq: seq })),
@@ -182,6 +241,7 @@ async fn read_loop(
     commands: mpsc::Sender<Command>,
     recorder: Arc<Recorder>,
     permits: Option<Arc<Semaphore>>,
+    fan_out: Option<Arc<FanOut>>,
 ) {
     let mut pending_ack: Option<u64> = None;
     let mut unacked = 0u32;
@@ -227,14 +287,20 @@ async fn read_loop(
                 }
             }
             Some(server_frame::Body::Delivery(delivery)) => {
-                if let Some(delivery::Content::Envelope(envelope)) = delivery.content
-                    && let Some(stamp) = envelope.ciphertext.get(..8)
-                {
-                    let mut bytes = [0u8; 8];
-                    bytes.copy_from_slice(stamp);
-                    let scheduled = u64::from_be_bytes(bytes);
-                    recorder.latency(series::DELIVERY, unix_micros().saturating_sub(scheduled));
+                let stamped = match &delivery.content {
+                    Some(delivery::Content::Envelope(envelope)) => stamp(&envelope.ciphertext),
+                    Some(delivery::Content::GroupEnvelope(envelope)) => stamp(&envelope.ciphertext),
+                    _ => None,
+                };
+                if let Some(scheduled) = stamped {
+                    let age = unix_micros().saturating_sub(scheduled);
+                    recorder.latency(series::DELIVERY, age);
                     recorder.count(Counter::Delivered, 1);
+                    if let Some(fan_out) = &fan_out
+                        && fan_out.arrived(scheduled)
+                    {
+                        recorder.latency(series::FAN_OUT, age);
+                    }
                 }
                 pending_ack = Some(delivery.seq);
                 unacked += 1;
@@ -252,6 +318,12 @@ async fn read_loop(
         }
     }
     recorder.connection_closed();
+}
+
+/// The scheduled send time a load payload starts with.
+fn stamp(ciphertext: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = ciphertext.get(..8)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
 }
 
 async fn flush(commands: &mpsc::Sender<Command>, pending: &mut Option<u64>, unacked: &mut u32) {

@@ -19,6 +19,9 @@ pub enum ScenarioKind {
     Churn,
     /// Recipients offline while messages queue up, then all reconnect at once.
     Storm,
+    /// One group of all users, all online; the first user sends at the profile's rate and the
+    /// time to the last member is measured (the `fan_out` series).
+    Group,
 }
 
 /// Open model: sends follow the schedule whatever the server does. Closed model: each user
@@ -99,6 +102,9 @@ impl Plan {
         if !(self.duration_secs.is_finite() && self.duration_secs > 0.0) {
             return Err("duration must be positive".into());
         }
+        if self.scenario == ScenarioKind::Group && self.agents != 1 {
+            return Err("the group scenario runs in one agent (it times the last arrival)".into());
+        }
         if self.payload_bytes < 8 {
             return Err("payload must be at least 8 bytes (it carries the send time)".into());
         }
@@ -113,7 +119,11 @@ impl Plan {
             ));
         }
         let peak = self.profile.peak(self.duration_secs);
-        if matches!(self.scenario, ScenarioKind::Chat | ScenarioKind::Churn) && peak <= 0.0 {
+        if matches!(
+            self.scenario,
+            ScenarioKind::Chat | ScenarioKind::Churn | ScenarioKind::Group
+        ) && peak <= 0.0
+        {
             return Err("the profile never asks for anything (rate 0)".into());
         }
         if peak > 10_000_000.0 {

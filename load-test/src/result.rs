@@ -21,6 +21,8 @@ pub mod series {
     pub const SERVER_ACK: &str = "server_ack";
     /// From starting to connect to the Welcome frame (TCP + upgrade + authentication).
     pub const CONNECT: &str = "connect";
+    /// Group messages: from the scheduled send time to the arrival at the *last* member.
+    pub const FAN_OUT: &str = "fan_out";
     /// How late the generator sent, compared with the schedule (its own health).
     pub const SEND_LAG: &str = "send_lag";
 }

@@ -4,7 +4,7 @@
 //! Grammar (spaces are ignored):
 //!
 //! ```text
-//! [series.]stat OP value[unit]   series: delivery (default), server_ack, connect, send_lag
+//! [series.]stat OP value[unit]   series: delivery (default), server_ack, connect, send_lag, fan_out
 //!                                stat:   p50, p90, p95, p99, p999 (or p99.9), max, mean
 //!                                unit:   us, ms (default), s
 //! errors OP value%               percent of sent messages (of connection attempts if none sent)
@@ -23,11 +23,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::result::{RunResult, series};
 
-const SERIES: [&str; 4] = [
+const SERIES: [&str; 5] = [
     series::DELIVERY,
     series::SERVER_ACK,
     series::CONNECT,
     series::SEND_LAG,
+    series::FAN_OUT,
 ];
 
 /// A parsed threshold; see the module documentation for the grammar.
@@ -99,7 +100,7 @@ pub enum ThresholdError {
     #[error("nothing before the comparison in '{input}' (expected a statistic, errors or rate)")]
     MissingMetric { input: String },
     #[error(
-        "unknown series '{series}' in '{input}' (expected delivery, server_ack, connect, send_lag)"
+        "unknown series '{series}' in '{input}' (expected delivery, server_ack, connect, send_lag, fan_out)"
     )]
     UnknownSeries { series: String, input: String },
     #[error(

@@ -31,6 +31,7 @@ async fn two_users_exchange_encrypted_messages_both_ways_with_receipts() {
             kind: ReceiptKind::Delivered,
             by: bob.user_id(),
             ids: vec![sent.id.clone()],
+            group: None,
         }
     );
     bob_chat
@@ -44,6 +45,7 @@ async fn two_users_exchange_encrypted_messages_both_ways_with_receipts() {
             kind: ReceiptKind::Read,
             by: bob.user_id(),
             ids: vec![sent.id.clone()],
+            group: None,
         }
     );
 

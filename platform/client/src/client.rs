@@ -4,10 +4,9 @@
 //! [`Client::connect`] opens the gateway and returns a [`Messenger`] to send with and a stream
 //! of [`Event`]s. Received messages are decrypted, de-duplicated by (sender device, message id),
 //! written to the local history and state, and only then acknowledged to the server, so a crash
-//! at any point re-delivers rather than loses.
+//! at any point re-delivers rather than loses. Groups (Sender Keys, group events) are in
+//! [`crate::group_chat`].
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use courier_crypto::{
@@ -15,19 +14,18 @@ use courier_crypto::{
     PublicIdentity, Session, SignedPreKeyPair,
 };
 use courier_protocol::http::{IdentityKeys, OneTimePreKey, SignedPreKey, UploadKeys, VerifyCode};
-use courier_protocol::v1::{
-    Ack, ClientFrame, Content, DeviceCiphertext, ErrorCode, ReceiptType, SendMessage, SendReceipt,
-    SendResult, SetPresencePrivacy, SubscribePresence, Text, Typing, Visibility, client_frame,
-    content, delivery, server_frame,
-};
-use courier_protocol::{DeviceAddress, DeviceId, UserId};
+use courier_protocol::v1::{Content, DeviceCiphertext, ErrorCode, ReceiptType, content, delivery};
+use courier_protocol::{DeviceAddress, DeviceId, GroupId, UserId};
 use prost::Message as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::api::{Api, Credentials};
-use crate::connection::{ConnectOptions, GatewayConnection, Incoming};
+use crate::connection::{ConnectOptions, GatewayConnection};
 use crate::error::{ClientError, ClientResult};
+use crate::group_chat::{KEY_MESSAGE_PREFIX, accept_sender_key};
+use crate::groups::GroupEventKind;
 use crate::history::{History, HistoryRecord};
+pub use crate::messenger::Messenger;
 use crate::sessions::SessionSet;
 use crate::state::{DeviceState, StateFile, session_key};
 
@@ -47,11 +45,37 @@ pub enum Event {
         sent_at_ms: u64,
         text: String,
     },
-    /// Messages this device sent were delivered to or read by a device of `by`.
+    /// Messages this device sent were delivered to or read by a device of `by`; `group` is
+    /// set for messages sent to a group.
     Receipt {
         kind: ReceiptKind,
         by: UserId,
         ids: Vec<String>,
+        group: Option<GroupId>,
+    },
+    /// A group message, decrypted, seen for the first time.
+    GroupMessage {
+        group: GroupId,
+        from: UserId,
+        device: DeviceId,
+        id: String,
+        sent_at_ms: u64,
+        text: String,
+    },
+    /// A group changed (reported once per revision). The stored description is updated.
+    GroupEvent {
+        group: GroupId,
+        revision: u64,
+        kind: GroupEventKind,
+        /// Who made the change (`None` if the server named nobody valid).
+        actor: Option<UserId>,
+        /// The users the change is about.
+        users: Vec<UserId>,
+    },
+    /// A member device's Sender Key for a group arrived (its group messages can now be read).
+    GroupKeyReceived {
+        group: GroupId,
+        from: DeviceAddress,
     },
     Typing {
         from: UserId,
@@ -99,13 +123,13 @@ pub struct Sent {
 /// A registered device.
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    api: Api,
-    file: StateFile,
-    history: History,
+pub(crate) struct Inner {
+    pub(crate) api: Api,
+    pub(crate) file: StateFile,
+    pub(crate) history: History,
     state: Mutex<DeviceState>,
 }
 
@@ -168,7 +192,7 @@ impl Client {
         Ok(Client::from_state(api, file, state))
     }
 
-    fn from_state(api: Api, file: StateFile, state: DeviceState) -> Client {
+    pub(crate) fn from_state(api: Api, file: StateFile, state: DeviceState) -> Client {
         let history = match file.dir() {
             Some(dir) => History::at(dir),
             None => History::disabled(),
@@ -183,7 +207,7 @@ impl Client {
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, DeviceState> {
+    pub(crate) fn state(&self) -> MutexGuard<'_, DeviceState> {
         // A panic while holding the lock leaves state that was consistent at the last save.
         self.inner
             .state
@@ -205,6 +229,16 @@ impl Client {
 
     pub fn identity(&self) -> PublicIdentity {
         self.state().identity.public()
+    }
+
+    /// The phone number of `user`, if it is among the local contacts.
+    pub fn contact_phone(&self, user: UserId) -> Option<String> {
+        let state = self.state();
+        state
+            .contacts
+            .iter()
+            .find(|(_, id)| **id == user)
+            .map(|(phone, _)| phone.clone())
     }
 
     pub fn credentials(&self) -> Credentials {
@@ -246,29 +280,16 @@ impl Client {
         let url = self.inner.api.gateway_url();
         let (connection, _welcome) =
             GatewayConnection::connect(&url, &self.credentials(), options).await?;
-        let (events_tx, events_rx) = mpsc::channel(1024);
-        let (frames_tx, frames_rx) = mpsc::channel(256);
-        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
-        let task = tokio::spawn(run_connection(
-            self.clone(),
-            connection,
-            frames_rx,
-            events_tx,
-            Arc::clone(&pending),
-        ));
-        let messenger = Messenger {
-            client: self.clone(),
-            frames: frames_tx,
-            pending,
-            next_request: AtomicU64::new(1),
-            task,
-        };
-        Ok((messenger, events_rx))
+        Ok(Messenger::start(self.clone(), connection))
     }
 
     /// Makes sure there is a session with every device of `user`, fetching bundles for the
     /// devices given (or all, if `None`).
-    async fn ensure_sessions(&self, user: UserId, only: Option<&[DeviceId]>) -> ClientResult<()> {
+    pub(crate) async fn ensure_sessions(
+        &self,
+        user: UserId,
+        only: Option<&[DeviceId]>,
+    ) -> ClientResult<()> {
         let bundles = match only {
             None => {
                 self.inner
@@ -309,7 +330,11 @@ impl Client {
     }
 
     /// Encrypts `plaintext` for every device of `user` we have a session with.
-    fn encrypt_for(&self, user: UserId, plaintext: &[u8]) -> ClientResult<Vec<DeviceCiphertext>> {
+    pub(crate) fn encrypt_for(
+        &self,
+        user: UserId,
+        plaintext: &[u8],
+    ) -> ClientResult<Vec<DeviceCiphertext>> {
         let mut state = self.state();
         let prefix = format!("{user}.");
         let mut ciphertexts = Vec::new();
@@ -332,12 +357,22 @@ impl Client {
         Ok(ciphertexts)
     }
 
-    fn has_session_with(&self, user: UserId) -> bool {
+    pub(crate) fn has_session_with(&self, user: UserId) -> bool {
         let prefix = format!("{user}.");
         self.state().sessions.keys().any(|k| k.starts_with(&prefix))
     }
 
-    fn drop_sessions(&self, user: UserId, devices: &[DeviceId]) -> ClientResult<()> {
+    /// The devices of `user` this device has sessions with.
+    pub(crate) fn session_devices(state: &DeviceState, user: UserId) -> Vec<DeviceId> {
+        let prefix = format!("{user}.");
+        state
+            .sessions
+            .keys()
+            .filter_map(|key| key.strip_prefix(&prefix)?.parse().ok())
+            .collect()
+    }
+
+    pub(crate) fn drop_sessions(&self, user: UserId, devices: &[DeviceId]) -> ClientResult<()> {
         let mut state = self.state();
         for device in devices {
             state
@@ -348,7 +383,7 @@ impl Client {
     }
 
     /// Decrypts and records one delivery; returns the event to report, if any.
-    fn receive(&self, content: delivery::Content) -> ClientResult<Option<Event>> {
+    pub(crate) fn receive(&self, content: delivery::Content) -> ClientResult<Option<Event>> {
         match content {
             delivery::Content::Envelope(envelope) => self.receive_envelope(envelope),
             delivery::Content::Receipt(receipt) => {
@@ -365,19 +400,39 @@ impl Client {
                     ReceiptKind::Delivered => "delivered",
                     ReceiptKind::Read => "read",
                 };
+                // A group id that does not parse is reported as none rather than dropped.
+                let group: Option<GroupId> = receipt.group_id.parse().ok();
+                let mut receipt = receipt;
+                if group.is_none() {
+                    // Receipts for Sender Key distributions are bookkeeping, not news.
+                    receipt
+                        .client_message_ids
+                        .retain(|id| !id.starts_with(KEY_MESSAGE_PREFIX));
+                    if receipt.client_message_ids.is_empty() {
+                        return Ok(None);
+                    }
+                }
+                // Group statuses count per member, so the record names who gave the receipt.
+                let member = group.map(|_| by.to_string());
                 for id in &receipt.client_message_ids {
-                    self.inner.history.append(&HistoryRecord::Status {
-                        id: id.clone(),
-                        at_ms: receipt.timestamp_ms,
-                        status: status.into(),
-                    })?;
+                    self.inner.history.append(&HistoryRecord::status(
+                        id,
+                        receipt.timestamp_ms,
+                        status,
+                        member.clone(),
+                    ))?;
                 }
                 Ok(Some(Event::Receipt {
                     kind,
                     by,
                     ids: receipt.client_message_ids,
+                    group,
                 }))
             }
+            delivery::Content::GroupEnvelope(envelope) => self.receive_group_envelope(envelope),
+            delivery::Content::GroupEvent(event) => self.receive_group_event(event),
+            // Resolved by the server before delivery; never meant for a client.
+            delivery::Content::StoredGroupRef(_) => Ok(None),
         }
     }
 
@@ -409,41 +464,43 @@ impl Client {
         // Order matters for exactly-once: history first, then the state that marks the message
         // seen. A crash in between re-delivers it; the history drops the repeat when read.
         let decrypted = decrypt(&mut state, sender, kind, &envelope.ciphertext);
-        let text = match decrypted.map(|p| Content::decode(p.as_slice())) {
-            Ok(Ok(Content {
-                body: Some(content::Body::Text(text)),
-            })) => Ok(text.body),
+        let body = match decrypted.map(|p| Content::decode(p.as_slice())) {
+            Ok(Ok(Content { body: Some(body) })) => Ok(body),
             Ok(Ok(_)) => Err("unsupported content".to_owned()),
             Ok(Err(error)) => Err(format!("undecodable content: {error}")),
             Err(error) => Err(error.to_string()),
         };
-        if let Ok(text) = &text {
-            self.inner.history.append(&HistoryRecord::Message {
-                id: id.clone(),
-                at_ms: envelope.timestamp_ms,
-                outgoing: false,
-                peer: user.to_string(),
-                text: text.clone(),
-            })?;
-        }
+        let event = match body {
+            Ok(content::Body::Text(text)) => {
+                self.inner.history.append(&HistoryRecord::message(
+                    &id,
+                    envelope.timestamp_ms,
+                    false,
+                    user.to_string(),
+                    &text.body,
+                ))?;
+                Ok(Some(Event::Message {
+                    from: user,
+                    device: envelope.sender_device,
+                    id: id.clone(),
+                    sent_at_ms: envelope.timestamp_ms,
+                    text: text.body,
+                }))
+            }
+            Ok(content::Body::SenderKey(key)) => accept_sender_key(&mut state, sender, &key),
+            Err(error) => Err(error),
+        };
         state.remember(sender, &id);
         self.inner.file.save(&state)?;
         drop(state);
-        let text = match text {
-            Ok(text) => text,
-            Err(error) => return failed(error),
-        };
-        Ok(Some(Event::Message {
-            from: user,
-            device: envelope.sender_device,
-            id: envelope.client_message_id,
-            sent_at_ms: envelope.timestamp_ms,
-            text,
-        }))
+        match event {
+            Ok(event) => Ok(event),
+            Err(error) => failed(error),
+        }
     }
 
     /// New one-time prekeys, if few remain locally; they are kept before being uploaded.
-    fn replenish_if_low(&self) -> ClientResult<Option<Vec<OneTimePreKey>>> {
+    pub(crate) fn replenish_if_low(&self) -> ClientResult<Option<Vec<OneTimePreKey>>> {
         let mut state = self.state();
         if state.prekeys.one_time_prekey_count() >= PREKEY_LOW_WATER {
             return Ok(None);
@@ -489,310 +546,7 @@ fn decrypt(
     Ok(plaintext)
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ClientResult<SendResult>>>>>;
-
-fn lock_pending(
-    pending: &Pending,
-) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<ClientResult<SendResult>>>> {
-    pending
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A connected device: sends messages and control frames.
-pub struct Messenger {
-    client: Client,
-    frames: mpsc::Sender<ClientFrame>,
-    pending: Pending,
-    next_request: AtomicU64,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Messenger {
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    /// Sends a text message to every device of `to`, end-to-end encrypted; returns once the
-    /// server has queued it ("sent").
-    pub async fn send_text(&self, to: UserId, text: &str) -> ClientResult<Sent> {
-        let id = uuid::Uuid::new_v4().to_string();
-        self.client.inner.history.append(&HistoryRecord::Message {
-            id: id.clone(),
-            at_ms: now_ms(),
-            outgoing: true,
-            peer: to.to_string(),
-            text: text.to_owned(),
-        })?;
-        let plaintext = Content {
-            body: Some(content::Body::Text(Text {
-                body: text.to_owned(),
-            })),
-        }
-        .encode_to_vec();
-        let sent = self.send_content(to, &id, &plaintext).await?;
-        self.client.inner.history.append(&HistoryRecord::Status {
-            id: id.clone(),
-            at_ms: sent.server_timestamp_ms,
-            status: "sent".into(),
-        })?;
-        Ok(sent)
-    }
-
-    async fn send_content(&self, to: UserId, id: &str, plaintext: &[u8]) -> ClientResult<Sent> {
-        if !self.client.has_session_with(to) {
-            self.client.ensure_sessions(to, None).await?;
-        }
-        // A device mismatch (the recipient added or replaced a device) is repaired and retried.
-        for _ in 0..3 {
-            let ciphertexts = self.client.encrypt_for(to, plaintext)?;
-            let frame = client_frame::Body::Send(SendMessage {
-                recipient: to.to_string(),
-                client_message_id: id.to_owned(),
-                timestamp_ms: now_ms(),
-                ciphertexts,
-            });
-            let result = self.request(frame).await?;
-            match ErrorCode::try_from(result.status) {
-                Ok(ErrorCode::Ok) => {
-                    return Ok(Sent {
-                        id: id.to_owned(),
-                        server_timestamp_ms: result.server_timestamp_ms,
-                        duplicate: result.duplicate,
-                    });
-                }
-                Ok(ErrorCode::DeviceMismatch) => {
-                    self.client.drop_sessions(to, &result.stale_devices)?;
-                    if !result.missing_devices.is_empty() {
-                        self.client
-                            .ensure_sessions(to, Some(&result.missing_devices))
-                            .await?;
-                    }
-                }
-                code => {
-                    return Err(ClientError::Rejected {
-                        code: code.unwrap_or(ErrorCode::Internal),
-                        message: result.message,
-                    });
-                }
-            }
-        }
-        Err(ClientError::Rejected {
-            code: ErrorCode::DeviceMismatch,
-            message: "recipient devices kept changing".into(),
-        })
-    }
-
-    /// Tells `sender` that this user read these messages.
-    pub async fn mark_read(&self, sender: UserId, ids: Vec<String>) -> ClientResult<()> {
-        let frame = client_frame::Body::Receipt(SendReceipt {
-            recipient: sender.to_string(),
-            r#type: ReceiptType::Read as i32,
-            client_message_ids: ids,
-        });
-        self.expect_ok(frame).await
-    }
-
-    pub async fn typing(&self, to: UserId, typing: bool) -> ClientResult<()> {
-        let frame = client_frame::Body::Typing(Typing {
-            recipient: to.to_string(),
-            typing,
-        });
-        self.fire(frame).await
-    }
-
-    pub async fn subscribe_presence(&self, users: &[UserId]) -> ClientResult<()> {
-        let frame = client_frame::Body::SubscribePresence(SubscribePresence {
-            users: users.iter().map(|u| u.to_string()).collect(),
-        });
-        self.fire(frame).await
-    }
-
-    pub async fn set_last_seen_visible(&self, visible: bool) -> ClientResult<()> {
-        let last_seen = if visible {
-            Visibility::Everyone
-        } else {
-            Visibility::Nobody
-        };
-        let frame = client_frame::Body::SetPresencePrivacy(SetPresencePrivacy {
-            last_seen: last_seen as i32,
-        });
-        self.expect_ok(frame).await
-    }
-
-    async fn expect_ok(&self, body: client_frame::Body) -> ClientResult<()> {
-        let result = self.request(body).await?;
-        match ErrorCode::try_from(result.status) {
-            Ok(ErrorCode::Ok) => Ok(()),
-            code => Err(ClientError::Rejected {
-                code: code.unwrap_or(ErrorCode::Internal),
-                message: result.message,
-            }),
-        }
-    }
-
-    async fn fire(&self, body: client_frame::Body) -> ClientResult<()> {
-        let frame = ClientFrame {
-            request_id: 0,
-            body: Some(body),
-        };
-        self.frames
-            .send(frame)
-            .await
-            .map_err(|_| ClientError::Transport("connection closed".into()))
-    }
-
-    async fn request(&self, body: client_frame::Body) -> ClientResult<SendResult> {
-        let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        lock_pending(&self.pending).insert(request_id, tx);
-        let frame = ClientFrame {
-            request_id,
-            body: Some(body),
-        };
-        if self.frames.send(frame).await.is_err() {
-            lock_pending(&self.pending).remove(&request_id);
-            return Err(ClientError::Transport("connection closed".into()));
-        }
-        rx.await
-            .map_err(|_| ClientError::Transport("connection closed before the answer".into()))?
-    }
-
-    /// Closes the connection.
-    pub async fn close(self) {
-        drop(self.frames);
-        // The task ends when the frame channel closes; its result carries nothing.
-        let _ = self.task.await;
-    }
-}
-
-/// Reads frames and writes queued client frames until the connection ends.
-async fn run_connection(
-    client: Client,
-    mut connection: GatewayConnection,
-    mut frames: mpsc::Receiver<ClientFrame>,
-    events: mpsc::Sender<Event>,
-    pending: Pending,
-) {
-    let end = loop {
-        tokio::select! {
-            outgoing = frames.recv() => {
-                let Some(frame) = outgoing else {
-                    connection.close().await;
-                    break Event::Closed { code: 1000, reason: "closed by the client".into() };
-                };
-                if let Err(error) = connection.send(&frame).await {
-                    break Event::Closed { code: 1006, reason: error.to_string() };
-                }
-            }
-            incoming = connection.recv() => {
-                let frame = match incoming {
-                    Ok(Incoming::Frame(frame)) => frame,
-                    Ok(Incoming::Closed { code, reason }) => break Event::Closed { code, reason },
-                    Err(error) => break Event::Closed { code: 1006, reason: error.to_string() },
-                };
-                match handle_frame(&client, &mut connection, &events, &pending, frame).await {
-                    Ok(()) => {}
-                    Err(error) => break Event::Closed { code: 1006, reason: error.to_string() },
-                }
-            }
-        }
-    };
-    for (_, waiter) in lock_pending(&pending).drain() {
-        // The waiter may have given up; nothing to tell then.
-        let _ = waiter.send(Err(ClientError::Transport("connection closed".into())));
-    }
-    // The application may have stopped listening; the connection is over either way.
-    let _ = events.send(end).await;
-}
-
-async fn handle_frame(
-    client: &Client,
-    connection: &mut GatewayConnection,
-    events: &mpsc::Sender<Event>,
-    pending: &Pending,
-    frame: courier_protocol::v1::ServerFrame,
-) -> ClientResult<()> {
-    let Some(body) = frame.body else {
-        return Ok(());
-    };
-    let event = match body {
-        server_frame::Body::SendResult(result) => {
-            if let Some(waiter) = lock_pending(pending).remove(&result.request_id) {
-                let _ = waiter.send(Ok(result));
-            }
-            None
-        }
-        server_frame::Body::Error(error) => {
-            let code = ErrorCode::try_from(error.code).unwrap_or(ErrorCode::Internal);
-            let waiter = lock_pending(pending).remove(&error.request_id);
-            match waiter {
-                Some(waiter) => {
-                    let _ = waiter.send(Err(ClientError::Rejected {
-                        code,
-                        message: error.message,
-                    }));
-                    None
-                }
-                None => Some(Event::ServerError {
-                    code,
-                    message: error.message,
-                }),
-            }
-        }
-        server_frame::Body::Delivery(delivery) => {
-            let seq = delivery.seq;
-            let event = match delivery.content {
-                Some(content) => client.receive(content)?,
-                None => None,
-            };
-            if let Some(keys) = client.replenish_if_low()? {
-                let api = client.api().clone();
-                let credentials = client.credentials();
-                tokio::spawn(async move {
-                    if let Err(error) = api.add_one_time_prekeys(&credentials, keys).await {
-                        tracing::warn!(%error, "could not upload new one-time prekeys");
-                    }
-                });
-            }
-            // The event is handed over before the ack: an ack means "the application has it".
-            if let Some(event) = event
-                && events.send(event).await.is_err()
-            {
-                return Err(ClientError::Transport("event receiver dropped".into()));
-            }
-            let ack = ClientFrame {
-                request_id: 0,
-                body: Some(client_frame::Body::Ack(Ack { up_to_seq: seq })),
-            };
-            connection.send(&ack).await?;
-            return Ok(());
-        }
-        server_frame::Body::QueueEmpty(_) => Some(Event::QueueEmpty),
-        server_frame::Body::Typing(typing) => {
-            typing.from_user.parse().ok().map(|from| Event::Typing {
-                from,
-                typing: typing.typing,
-            })
-        }
-        server_frame::Body::Presence(presence) => {
-            presence.user.parse().ok().map(|user| Event::Presence {
-                user,
-                online: presence.online,
-                last_seen_ms: presence.last_seen_ms,
-            })
-        }
-        server_frame::Body::Welcome(_) | server_frame::Body::Pong(_) => None,
-    };
-    if let Some(event) = event
-        && events.send(event).await.is_err()
-    {
-        return Err(ClientError::Transport("event receiver dropped".into()));
-    }
-    Ok(())
-}
-
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

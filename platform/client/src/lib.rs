@@ -3,10 +3,15 @@
 //! Layout:
 //! - [`client`]: [`Client`] (registration, keys, sessions) and [`Messenger`] (a connected
 //!   device: send, receipts, typing, presence) with its stream of [`Event`]s.
+//! - [`messenger`]: the [`Messenger`] of a connected device and the task that reads its
+//!   connection (requests and their answers, deliveries handled then acknowledged).
+//! - [`group_chat`]: groups on the [`Messenger`]: management, sending with Sender Keys
+//!   (created, rotated, distributed over pairwise sessions), receiving group messages/events.
+//! - [`groups`]: the group state a device keeps ([`GroupInfo`], own and others' Sender Keys).
 //! - [`connection`]: a raw gateway connection (binary protobuf frames over WebSocket), for
 //!   tests and the load harness.
 //! - [`api`]: the typed HTTP API (registration, keys, directory, admin).
-//! - [`state`]: the device's persisted state (keys, sessions, seen message ids).
+//! - [`state`]: the device's persisted state (keys, sessions, groups, seen message ids).
 //! - [`sessions`]: the current and previous sessions with one remote device.
 //! - [`history`]: the local message history with delivery statuses.
 //! - [`error`]: the error type, [`ClientError`].
@@ -20,7 +25,10 @@ pub mod cli;
 pub mod client;
 pub mod connection;
 pub mod error;
+pub mod group_chat;
+pub mod groups;
 pub mod history;
+pub mod messenger;
 pub mod sessions;
 pub mod state;
 
@@ -28,4 +36,5 @@ pub use api::{Api, Credentials};
 pub use client::{Client, Event, Messenger, ReceiptKind, Sent};
 pub use connection::{ConnectOptions, GatewayConnection, GatewayReceiver, GatewaySender, Incoming};
 pub use error::{ClientError, ClientResult};
+pub use groups::{GroupEventKind, GroupInfo, GroupMember, GroupSettings, MemberReceipt};
 pub use state::StateFile;

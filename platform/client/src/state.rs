@@ -1,5 +1,5 @@
-//! What a device keeps on its own disk: credentials, private keys, sessions, and the ids of
-//! messages already seen (so a redelivered message is shown once).
+//! What a device keeps on its own disk: credentials, private keys, sessions, groups with their
+//! Sender Keys, and the ids of messages already seen (so a redelivered message is shown once).
 //!
 //! The state is one JSON file written atomically (a temporary file renamed over the old one,
 //! readable by the owner only). It holds private keys in the clear: protecting the directory is
@@ -11,11 +11,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use courier_crypto::{IdentityKeyPair, MemoryPreKeyStore};
-use courier_protocol::{DeviceAddress, UserId};
+use courier_protocol::{DeviceAddress, GroupId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::api::Credentials;
 use crate::error::{ClientError, ClientResult};
+use crate::groups::Groups;
 use crate::sessions::SessionSet;
 
 /// How many (sender device, message id) pairs are remembered for de-duplication.
@@ -36,6 +37,11 @@ pub struct DeviceState {
     /// Phone number -> user id, learned from the directory.
     #[serde(default)]
     pub contacts: BTreeMap<String, UserId>,
+    /// Groups by id: last description, own Sender Key, other members' Sender Keys.
+    #[serde(default)]
+    pub groups: Groups,
+    /// Seen 1:1 messages as `<user>.<device>/<id>`, group messages as
+    /// `<group>/<user>.<device>/<id>`; one capacity for both.
     #[serde(default)]
     seen_order: VecDeque<String>,
     #[serde(skip)]
@@ -62,6 +68,7 @@ impl DeviceState {
             next_one_time_id,
             sessions: BTreeMap::new(),
             contacts: BTreeMap::new(),
+            groups: Groups::default(),
             seen_order: VecDeque::new(),
             seen: HashSet::new(),
         }
@@ -78,7 +85,26 @@ impl DeviceState {
 
     /// Records a message as received; `false` if it was recorded before.
     pub fn remember(&mut self, sender: DeviceAddress, message_id: &str) -> bool {
-        let key = format!("{sender}/{message_id}");
+        self.remember_key(format!("{sender}/{message_id}"))
+    }
+
+    /// Whether this group message was received before.
+    pub fn has_seen_group(&self, group: GroupId, sender: DeviceAddress, message_id: &str) -> bool {
+        self.seen
+            .contains(&format!("{group}/{sender}/{message_id}"))
+    }
+
+    /// Records a group message as received; `false` if it was recorded before.
+    pub fn remember_group(
+        &mut self,
+        group: GroupId,
+        sender: DeviceAddress,
+        message_id: &str,
+    ) -> bool {
+        self.remember_key(format!("{group}/{sender}/{message_id}"))
+    }
+
+    fn remember_key(&mut self, key: String) -> bool {
         if self.seen.contains(&key) {
             return false;
         }
@@ -215,5 +241,118 @@ mod tests {
         let file = StateFile::memory();
         file.save(&sample()).unwrap();
         assert!(file.load().unwrap().is_none());
+    }
+
+    #[test]
+    fn groups_and_their_keys_survive_a_save_and_load() {
+        use crate::groups::{GroupChange, GroupEventKind, GroupInfo, GroupMember, GroupSettings};
+        use courier_crypto::{GroupSender, SenderKeyDistribution};
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::at(dir.path());
+        let mut state = sample();
+        let me = state.address();
+        let bob = DeviceAddress::new(UserId::random(), 3);
+        let group = GroupId::random();
+        let info = GroupInfo {
+            id: group,
+            subject: "friends".into(),
+            members: [me.user, bob.user]
+                .into_iter()
+                .map(|user| GroupMember {
+                    user,
+                    admin: user == me.user,
+                    joined_at_ms: 10,
+                })
+                .collect(),
+            settings: GroupSettings {
+                only_admins_edit_info: true,
+                only_admins_add_members: false,
+            },
+            invite_code: Some("abc".into()),
+            revision: 4,
+            size_limit: 256,
+            created_by: Some(me.user),
+            created_at_ms: 10,
+        };
+        let created = GroupChange {
+            group,
+            revision: 4,
+            kind: GroupEventKind::Created,
+            actor: Some(me.user),
+            users: vec![bob.user],
+            info: Some(info.clone()),
+        };
+        assert!(state.groups.apply_event(&created, me.user));
+        state.groups.prepare_sender(group).unwrap();
+        let (chain_id, bytes) = state.groups.distribution(group).unwrap();
+        state
+            .groups
+            .record_distribution(group, chain_id, bob.user, &[bob.device]);
+        let mut bob_sender = GroupSender::new().unwrap();
+        state
+            .groups
+            .add_distribution(group, bob, &bob_sender.distribution())
+            .unwrap();
+        assert!(state.remember_group(group, bob, "g1"));
+        file.save(&state).unwrap();
+
+        let mut loaded = file.load().unwrap().unwrap();
+        assert_eq!(loaded.groups.info(group), Some(&info));
+        assert_eq!(
+            loaded.groups.get(group).unwrap().last_event_revision,
+            Some(4)
+        );
+        assert!(loaded.has_seen_group(group, bob, "g1"));
+        assert!(!loaded.has_seen(bob, "g1"), "group and 1:1 ids are apart");
+        assert!(
+            !loaded.groups.apply_event(&created, me.user),
+            "event not reported twice"
+        );
+        // The own key is the same chain, and Bob's device still holds it.
+        assert_eq!(
+            loaded.groups.distribution(group),
+            Some((chain_id, bytes.clone()))
+        );
+        let sessions = |user: UserId| {
+            if user == bob.user {
+                vec![bob.device]
+            } else {
+                Vec::new()
+            }
+        };
+        assert!(
+            loaded
+                .groups
+                .users_needing_key(group, me, sessions, &[])
+                .is_empty()
+        );
+        // A message encrypted after loading decrypts with the key distributed before saving,
+        // and Bob's key still decrypts his messages.
+        let mut at_bob = crate::groups::Groups::default();
+        at_bob
+            .add_distribution(
+                group,
+                me,
+                &SenderKeyDistribution::from_bytes(&bytes).unwrap(),
+            )
+            .unwrap();
+        let sealed = loaded.groups.encrypt(group, b"after reload").unwrap();
+        assert_eq!(at_bob.decrypt(group, me, &sealed).unwrap(), b"after reload");
+        let from_bob = bob_sender.encrypt(b"hi").unwrap();
+        assert_eq!(loaded.groups.decrypt(group, bob, &from_bob).unwrap(), b"hi");
+    }
+
+    #[test]
+    fn a_state_file_from_before_groups_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::at(dir.path());
+        let state = sample();
+        let mut json = serde_json::to_value(&state).unwrap();
+        json.as_object_mut().unwrap().remove("groups").unwrap();
+        std::fs::write(dir.path().join(STATE_FILE), json.to_string()).unwrap();
+        let loaded = file.load().unwrap().unwrap();
+        assert_eq!(loaded.groups.infos().count(), 0);
+        assert_eq!(loaded.identity.public(), state.identity.public());
     }
 }

@@ -49,6 +49,46 @@ impl FromStr for UserId {
     }
 }
 
+/// A group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct GroupId(pub Uuid);
+
+impl GroupId {
+    pub fn random() -> Self {
+        GroupId(Uuid::new_v4())
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        GroupId(Uuid::from_bytes(bytes))
+    }
+}
+
+impl fmt::Display for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The error of parsing a [`GroupId`].
+#[derive(Debug, thiserror::Error)]
+#[error("invalid group id {0:?}: expected a UUID")]
+pub struct InvalidGroupId(pub String);
+
+impl FromStr for GroupId {
+    type Err = InvalidGroupId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s)
+            .map(GroupId)
+            .map_err(|_| InvalidGroupId(s.to_owned()))
+    }
+}
+
 /// A device of a user, numbered from 1 within the account.
 pub type DeviceId = u32;
 

@@ -20,7 +20,21 @@ pub struct Config {
     pub gateway: GatewaySection,
     pub registration: RegistrationSection,
     pub actors: ActorSection,
+    pub groups: GroupSection,
     pub log: LogSection,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupSection {
+    /// Most members of a group.
+    pub size_limit: u32,
+}
+
+impl Default for GroupSection {
+    fn default() -> Self {
+        GroupSection { size_limit: 1024 }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -231,6 +245,9 @@ impl Config {
         }
         if self.actors.mailbox_capacity == 0 {
             return invalid("actors.mailbox_capacity must be positive");
+        }
+        if self.groups.size_limit < 2 {
+            return invalid("groups.size_limit must be at least 2");
         }
         if self.store.retention_days == 0 {
             return invalid("store.retention_days must be positive");

@@ -130,6 +130,14 @@ pub enum DeliveryError {
     DeviceMismatch { missing: Vec<u32>, stale: Vec<u32> },
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("not a member of this group")]
+    NotAMember,
+    #[error("only admins may do this")]
+    NotAnAdmin,
+    #[error("the group would exceed its size limit of {0}")]
+    GroupFull(u32),
+    #[error("no such group")]
+    UnknownGroup,
     #[error("server busy, retry")]
     Busy,
     #[error("storage unavailable: {0}")]
@@ -145,6 +153,10 @@ impl DeliveryError {
             DeliveryError::UnknownRecipient => ErrorCode::UnknownRecipient,
             DeliveryError::DeviceMismatch { .. } => ErrorCode::DeviceMismatch,
             DeliveryError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            DeliveryError::NotAMember => ErrorCode::NotAMember,
+            DeliveryError::NotAnAdmin => ErrorCode::NotAnAdmin,
+            DeliveryError::GroupFull(_) => ErrorCode::GroupFull,
+            DeliveryError::UnknownGroup => ErrorCode::UnknownGroup,
             DeliveryError::Busy => ErrorCode::Busy,
             DeliveryError::Unavailable(_) => ErrorCode::Unavailable,
             DeliveryError::Internal(_) => ErrorCode::Internal,

@@ -58,6 +58,8 @@ pub struct Metrics {
     live_actors: IntGauge,
     gateway_errors: IntCounterVec,
     http_requests: IntCounterVec,
+    group_messages: IntCounter,
+    group_fan_out: IntCounter,
 }
 
 impl Metrics {
@@ -133,6 +135,16 @@ impl Metrics {
             &["status"],
         )
         .expect("valid metric");
+        let group_messages = IntCounter::new(
+            "group_messages_total",
+            "Group messages accepted (each stored once).",
+        )
+        .expect("valid metric");
+        let group_fan_out = IntCounter::new(
+            "group_fan_out_entries_total",
+            "Queue references written for group messages (one per member device).",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(connections.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(connections_total.clone()),
@@ -147,6 +159,8 @@ impl Metrics {
             Box::new(live_actors.clone()),
             Box::new(gateway_errors.clone()),
             Box::new(http_requests.clone()),
+            Box::new(group_messages.clone()),
+            Box::new(group_fan_out.clone()),
         ] {
             registry
                 .register(collector)
@@ -167,7 +181,18 @@ impl Metrics {
             live_actors,
             gateway_errors,
             http_requests,
+            group_messages,
+            group_fan_out,
         }
+    }
+
+    /// A group message stored once and referenced from `fan_out` device queues.
+    pub fn group_message(&self, fan_out: u64) {
+        self.group_messages.inc();
+        self.group_fan_out.inc_by(fan_out);
+        self.queued_entries.inc_by(fan_out);
+        self.queue_depth
+            .add(i64::try_from(fan_out).unwrap_or(i64::MAX));
     }
 
     pub fn connection_opened(&self) {

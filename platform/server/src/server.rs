@@ -85,6 +85,7 @@ pub async fn start(config: Config, extensions: Extensions) -> Result<RunningServ
         retention_ms: config.retention().as_millis() as u64,
         idle: Duration::from_secs(config.actors.idle_secs),
         mailbox_capacity: config.actors.mailbox_capacity,
+        group_size_limit: config.groups.size_limit,
     });
     let registry = Registry::start(env, config.arbiter_count())
         .map_err(io_error("cannot start the actor system"))?;

@@ -1,4 +1,5 @@
-//! Storage for the platform: accounts, devices, keys, verification codes and device queues.
+//! Storage for the platform: accounts, devices, keys, verification codes, device queues and
+//! groups.
 //!
 //! Layout:
 //! - [`Store`] (this file): the trait every backend implements; the server holds an
@@ -13,7 +14,8 @@
 //! - queue sequence numbers increase strictly per device and are never reused;
 //! - a one-time prekey is handed out at most once, even under concurrent takes;
 //! - a verification code is consumed by its first successful check;
-//! - entries expire at their `expires_at`, whether or not anyone reads them.
+//! - entries expire at their `expires_at`, whether or not anyone reads them;
+//! - a group message's body is stored once, however many device queues reference it.
 
 pub mod conformance;
 pub mod embedded;
@@ -24,8 +26,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use courier_protocol::http::{OneTimePreKey, SignedPreKey};
-use courier_protocol::{DeviceAddress, PhoneNumber, UserId};
+use courier_protocol::{DeviceAddress, GroupId, PhoneNumber, UserId};
 
 pub use error::{StoreError, StoreResult};
 pub use model::*;
@@ -151,7 +154,102 @@ pub trait Store: Send + Sync + 'static {
     /// hot paths.
     async fn count_queued_entries(&self) -> StoreResult<u64>;
 
-    /// Deletes expired queue entries and de-duplication records; returns how many entries went.
+    // ---- groups -----------------------------------------------------------------------------
+
+    /// Writes a group record whole (its group actor is the only writer) and keeps the invite
+    /// index in step: the record's code resolves to the group, an earlier code no longer does
+    /// (whether it was replaced or revoked with `invite_code: None`). Atomic.
+    ///
+    /// `Invalid`, and nothing written, for an empty invite code, one longer than
+    /// [`MAX_INVITE_CODE_BYTES`], or one that is the current code of another group (the caller
+    /// draws a new code): a code resolves to exactly one group.
+    async fn put_group(&self, group: GroupRecord) -> StoreResult<()>;
+
+    async fn group(&self, id: GroupId) -> StoreResult<Option<GroupRecord>>;
+
+    /// The group whose current invite code is `code`; `None` for a replaced, revoked or unknown
+    /// code.
+    async fn group_by_invite(&self, code: &str) -> StoreResult<Option<GroupId>>;
+
+    /// The highest message sequence number stored for the group (0 if none, or all expired).
+    /// This takes no `now`: an expired message counts until [`sweep_expired`](Self::sweep_expired)
+    /// removes it. Once every message of the group is swept it is 0 again, so numbering from it
+    /// restarts at 1; a seq is only reused after its body, dedupe record and receipts are gone.
+    async fn last_group_message_seq(&self, group: GroupId) -> StoreResult<u64>;
+
+    /// Stores a group message's `body` once under `message_seq` and appends `entries` (small
+    /// references to it) to member device queues, all atomically. If `sender` (device, client
+    /// message id) already sent a message to this group, nothing is written and that message's
+    /// sequence number comes back as `Duplicate`. The body and its receipts expire at
+    /// `expires_at`.
+    ///
+    /// - `entries` are queued exactly as [`enqueue`](Self::enqueue) queues them: the same
+    ///   per-device seqs, their own dedupe keys checked the same way, outcomes in their order.
+    /// - The earlier message is a duplicate while its `expires_at` is after this send's time,
+    ///   the earliest `enqueued_at` of `entries` (with no entries: until it is swept). The same
+    ///   client message id from another device of the sender is another message.
+    /// - `Invalid`, and nothing written, for `message_seq` 0, a `message_seq` the group already
+    ///   has (until swept), a body the backend cannot hold, or a client message id (the
+    ///   sender's or an entry's) longer than [`MAX_CLIENT_MESSAGE_ID_BYTES`].
+    /// - The store checks neither that the group exists nor that `entries` go to its members:
+    ///   its group actor does.
+    async fn enqueue_group_message(
+        &self,
+        group: GroupId,
+        message_seq: u64,
+        sender: (DeviceAddress, String),
+        body: Bytes,
+        expires_at: Millis,
+        entries: Vec<(DeviceAddress, NewEntry)>,
+    ) -> StoreResult<GroupEnqueueOutcome>;
+
+    /// The body of a stored group message; `None` if unknown or expired at `now`.
+    async fn group_message(
+        &self,
+        group: GroupId,
+        message_seq: u64,
+        now: Millis,
+    ) -> StoreResult<Option<Bytes>>;
+
+    /// The sequence number of the message `sender` sent to `group` with `client_message_id`,
+    /// while its de-duplication record is stored (until swept after the message expired).
+    /// `None` for an id longer than [`MAX_CLIENT_MESSAGE_ID_BYTES`] (none can be stored).
+    async fn group_message_seq(
+        &self,
+        group: GroupId,
+        sender: DeviceAddress,
+        client_message_id: &str,
+    ) -> StoreResult<Option<u64>>;
+
+    /// Records that `user` received or read a group message; the first time of each kind stays.
+    ///
+    /// - The earliest non-zero time of each kind is kept, so repeated and late receipts change
+    ///   nothing, in whatever order they arrive (`at` 0 records nothing).
+    /// - A `Read` also records delivery (reading implies it): `delivered_at` becomes the earlier
+    ///   of itself and `at`, so `delivered_at <= read_at` whenever `read_at` is set.
+    /// - Ignored (`Ok`, nothing written) for a message that is unknown or expired at `at`: a
+    ///   receipt expires with its message and takes its `expires_at`.
+    /// - Membership is not checked (the group actor does).
+    async fn record_group_receipt(
+        &self,
+        group: GroupId,
+        message_seq: u64,
+        user: UserId,
+        kind: GroupReceiptKind,
+        at: Millis,
+    ) -> StoreResult<()>;
+
+    /// The receipts recorded for a group message, one per member that gave any, ordered by
+    /// user id; empty for an unknown message. Kept until swept with their message.
+    async fn group_receipts(
+        &self,
+        group: GroupId,
+        message_seq: u64,
+    ) -> StoreResult<Vec<GroupReceiptRecord>>;
+
+    /// Deletes expired queue entries, de-duplication records, group messages, group
+    /// de-duplication records and group receipts; returns how many queue entries went (the
+    /// other records are not counted).
     async fn sweep_expired(&self, now: Millis) -> StoreResult<u64>;
 }
 

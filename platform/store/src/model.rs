@@ -83,6 +83,10 @@ pub enum CodeCheck {
 /// one fails with [`StoreError::Invalid`](crate::StoreError::Invalid) and writes nothing.
 pub const MAX_CLIENT_MESSAGE_ID_BYTES: usize = 1024;
 
+/// Longest invite code a store accepts; `put_group` with a longer (or an empty) one fails with
+/// [`StoreError::Invalid`](crate::StoreError::Invalid).
+pub const MAX_INVITE_CODE_BYTES: usize = 256;
+
 /// What a sender puts on a device queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewEntry {
@@ -133,4 +137,54 @@ pub struct KeyBundle {
     pub device: DeviceId,
     pub keys: DeviceKeys,
     pub one_time_prekey: Option<OneTimePreKey>,
+}
+
+/// A member of a group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMemberRecord {
+    pub user: UserId,
+    pub admin: bool,
+    pub joined_at: Millis,
+}
+
+/// A group. Its group actor is the only writer, so a record is replaced whole.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    pub id: courier_protocol::GroupId,
+    pub subject: String,
+    pub created_by: UserId,
+    pub created_at: Millis,
+    /// In the order they joined.
+    pub members: Vec<GroupMemberRecord>,
+    pub only_admins_edit_info: bool,
+    pub only_admins_add_members: bool,
+    /// The current invite code, if any; it resolves through `group_by_invite`.
+    pub invite_code: Option<String>,
+    /// Increases with every change (the revision of the last `GroupEvent`).
+    pub revision: u64,
+    pub size_limit: u32,
+}
+
+/// Which receipt a member gave for a group message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupReceiptKind {
+    Delivered,
+    Read,
+}
+
+/// When one member received and read one group message (0 = not yet).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupReceiptRecord {
+    pub user: UserId,
+    pub delivered_at: Millis,
+    pub read_at: Millis,
+}
+
+/// Result of [`Store::enqueue_group_message`](crate::Store::enqueue_group_message).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupEnqueueOutcome {
+    /// Stored once; the outcomes of the reference entries, in the order given.
+    Queued { entries: Vec<EnqueueOutcome> },
+    /// The sender's device already sent this client message id to this group: nothing written.
+    Duplicate { message_seq: u64 },
 }

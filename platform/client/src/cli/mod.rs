@@ -1,4 +1,4 @@
-//! The `courier` command-line client: register, send, listen, chat, history.
+//! The `courier` command-line client: register, send, listen, chat, history, groups.
 //!
 //! Every command has `--help`; `--json` prints one JSON object per line for scripts.
 //! State lives in `--home` (default `$COURIER_HOME`, else `~/.courier`): one directory per
@@ -10,13 +10,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use courier_protocol::{PhoneNumber, UserId, close};
+use courier_protocol::{GroupId, PhoneNumber, UserId, close};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncBufReadExt;
 
 use crate::api::Api;
-use crate::client::{Client, Event};
+use crate::client::{Client, Event, Messenger};
 use crate::error::{ClientError, ClientResult};
+use crate::groups::GroupSettings;
 use crate::state::{StateFile, write_atomically};
 use output::Output;
 
@@ -76,15 +77,128 @@ enum Command {
         /// A phone number or a user id.
         with: String,
     },
-    /// Show the local history, optionally with one person.
+    /// Show the local history, optionally with one person or one group.
     History {
-        /// A phone number or a user id.
+        /// A phone number, a user id or a group id.
         with: Option<String>,
+    },
+    /// Groups: create and manage them, send, chat.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
     },
     /// Operator commands.
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+}
+
+/// Members are phone numbers (+1555...) or user ids; groups are group ids (UUIDs).
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Create a group with you as its first admin; prints the group.
+    Create {
+        /// The group's name.
+        subject: String,
+        /// Members besides you: phone numbers or user ids.
+        members: Vec<String>,
+    },
+    /// Add members.
+    Add {
+        /// The group id (a UUID, as `courier group list` shows it).
+        group: GroupId,
+        /// Phone numbers or user ids.
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Remove members (admins only); everyone's next message uses a fresh key.
+    Remove {
+        /// The group id (a UUID, as `courier group list` shows it).
+        group: GroupId,
+        /// Phone numbers or user ids.
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Make members admins (admins only).
+    Promote {
+        /// The group id (a UUID, as `courier group list` shows it).
+        group: GroupId,
+        /// Phone numbers or user ids.
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Take admin rights away (admins only).
+    Demote {
+        /// The group id (a UUID, as `courier group list` shows it).
+        group: GroupId,
+        /// Phone numbers or user ids.
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Leave a group.
+    Leave {
+        /// The group id (a UUID, as `courier group list` shows it).
+        group: GroupId,
+    },
+    /// Change the subject.
+    Subject {
+        /// The group id (a UUID, as `courier group list` shows it).
+        group: GroupId,
+        /// The new subject.
+        text: String,
+    },
+    /// Change who may edit the group and add members (admins only); unset flags stay as they are.
+    Settings {
+        /// The group id (a UUID, as `courier group list` shows it).
+        group: GroupId,
+        /// Only admins change the subject and settings.
+        #[arg(long, value_name = "true|false")]
+        only_admins_edit_info: Option<bool>,
+        /// Only admins add members.
+        #[arg(long, value_name = "true|false")]
+        only_admins_add: Option<bool>,
+    },
+    /// Create an invite code (admins only; replaces any earlier one) and print it.
+    Invite {
+        /// The group id (a UUID, as `courier group list` shows it).
+        group: GroupId,
+    },
+    /// Revoke the invite code (admins only).
+    RevokeInvite {
+        /// The group id (a UUID, as `courier group list` shows it).
+        group: GroupId,
+    },
+    /// Join a group with an invite code.
+    Join {
+        /// The invite code.
+        code: String,
+    },
+    /// Show a group as the server has it: subject, members, admins, settings.
+    Info {
+        /// The group id (a UUID, as `courier group list` shows it).
+        group: GroupId,
+    },
+    /// List the groups this device knows (local, no connection).
+    List,
+    /// Send one message to a group and wait until the server has it ("sent").
+    Send {
+        /// The group id (a UUID, as `courier group list` shows it).
+        group: GroupId,
+        /// The text.
+        text: String,
+    },
+    /// Chat in a group: lines typed are sent, incoming messages are printed and marked read.
+    Chat {
+        /// The group id (a UUID, as `courier group list` shows it).
+        group: GroupId,
+    },
+    /// Who has received and read a message you sent to a group.
+    MessageInfo {
+        /// The group id (a UUID, as `courier group list` shows it).
+        group: GroupId,
+        /// The message id (printed when it was sent, and by `courier history`).
+        id: String,
     },
 }
 
@@ -130,7 +244,7 @@ pub async fn run(args: Args) -> ClientResult<()> {
         Command::Send { to, text } => {
             let client = Client::open(StateFile::at(&home))?;
             let peer = resolve(&client, &to).await?;
-            let (messenger, _events) = client.connect().await?;
+            let messenger = connect_once(&client).await?;
             let sent = messenger.send_text(peer, &text).await?;
             out.sent(&sent);
             messenger.close().await;
@@ -147,6 +261,7 @@ pub async fn run(args: Args) -> ClientResult<()> {
             out.history(&client.history().entries(peer.as_deref())?);
             Ok(())
         }
+        Command::Group { command } => group(&out, &home, command).await,
         Command::Admin {
             command:
                 AdminCommand::Code {
@@ -230,6 +345,176 @@ async fn resolve(client: &Client, who: &str) -> ClientResult<UserId> {
     })
 }
 
+/// Phone numbers or user ids.
+async fn resolve_all(client: &Client, who: &[String]) -> ClientResult<Vec<UserId>> {
+    let mut users = Vec::with_capacity(who.len());
+    for one in who {
+        users.push(resolve(client, one).await?);
+    }
+    Ok(users)
+}
+
+/// Connects for one command. Whatever arrives meanwhile is still stored by the SDK (history,
+/// state) before it is acknowledged; the events are dropped so a backlog cannot stall the
+/// connection.
+async fn connect_once(client: &Client) -> ClientResult<Messenger> {
+    let (messenger, mut events) = client.connect().await?;
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    Ok(messenger)
+}
+
+async fn group(out: &Output, home: &std::path::Path, command: GroupCommand) -> ClientResult<()> {
+    let client = Client::open(StateFile::at(home))?;
+    match command {
+        GroupCommand::List => {
+            out.groups(&client.groups(), client.user_id());
+            return Ok(());
+        }
+        GroupCommand::Chat { group } => return group_chat(out, &client, group).await,
+        _ => {}
+    }
+    // Resolve phone numbers before connecting: a typo fails fast.
+    let members = match &command {
+        GroupCommand::Create { members, .. }
+        | GroupCommand::Add { members, .. }
+        | GroupCommand::Remove { members, .. }
+        | GroupCommand::Promote { members, .. }
+        | GroupCommand::Demote { members, .. } => resolve_all(&client, members).await?,
+        _ => Vec::new(),
+    };
+    let messenger = connect_once(&client).await?;
+    let result = group_command(out, &client, &messenger, command, &members).await;
+    messenger.close().await;
+    result
+}
+
+async fn group_command(
+    out: &Output,
+    client: &Client,
+    messenger: &Messenger,
+    command: GroupCommand,
+    members: &[UserId],
+) -> ClientResult<()> {
+    let me = client.user_id();
+    let name = |user: UserId| match client.contact_phone(user) {
+        _ if user == me => format!("{} ({user}, you)", client.phone()),
+        Some(phone) => format!("{phone} ({user})"),
+        None => user.to_string(),
+    };
+    let changed = |what: &str, info: crate::groups::GroupInfo| {
+        out.done(what, info.id, Some(info.revision));
+    };
+    match command {
+        GroupCommand::Create { subject, .. } => {
+            let info = messenger.create_group(&subject, members).await?;
+            out.group(&info, &name);
+        }
+        GroupCommand::Add { group, .. } => changed(
+            "members_added",
+            messenger.add_members(group, members).await?,
+        ),
+        GroupCommand::Remove { group, .. } => changed(
+            "members_removed",
+            messenger.remove_members(group, members).await?,
+        ),
+        GroupCommand::Promote { group, .. } => {
+            changed("admins_promoted", messenger.promote(group, members).await?)
+        }
+        GroupCommand::Demote { group, .. } => {
+            changed("admins_demoted", messenger.demote(group, members).await?)
+        }
+        GroupCommand::Leave { group } => {
+            messenger.leave_group(group).await?;
+            out.done("left", group, None);
+        }
+        GroupCommand::Subject { group, text } => changed(
+            "subject_changed",
+            messenger.set_subject(group, &text).await?,
+        ),
+        GroupCommand::Settings {
+            group,
+            only_admins_edit_info,
+            only_admins_add,
+        } => {
+            // The protocol sets both at once: unset flags keep the server's current values.
+            let current = messenger.group_info(group).await?.settings;
+            let settings = GroupSettings {
+                only_admins_edit_info: only_admins_edit_info
+                    .unwrap_or(current.only_admins_edit_info),
+                only_admins_add_members: only_admins_add.unwrap_or(current.only_admins_add_members),
+            };
+            let info = messenger.set_group_settings(group, settings).await?;
+            out.group(&info, &name);
+        }
+        GroupCommand::Invite { group } => {
+            let code = messenger.create_invite(group).await?;
+            out.invite(group, &code);
+        }
+        GroupCommand::RevokeInvite { group } => {
+            changed("invite_revoked", messenger.revoke_invite(group).await?)
+        }
+        GroupCommand::Join { code } => {
+            let info = messenger.join_group(&code).await?;
+            out.group(&info, &name);
+        }
+        GroupCommand::Info { group } => {
+            let info = messenger.group_info(group).await?;
+            out.group(&info, &name);
+        }
+        GroupCommand::Send { group, text } => {
+            let sent = messenger.send_group_text(group, &text).await?;
+            out.sent(&sent);
+        }
+        GroupCommand::MessageInfo { group, id } => {
+            let receipts = messenger.message_info(group, &id).await?;
+            out.message_info(group, &id, &receipts);
+        }
+        GroupCommand::List | GroupCommand::Chat { .. } => {}
+    }
+    Ok(())
+}
+
+async fn group_chat(out: &Output, client: &Client, group: GroupId) -> ClientResult<()> {
+    let (messenger, mut events) = client.connect().await?;
+    let info = messenger.group_info(group).await?;
+    out.notice(&format!(
+        "chatting in {:?} ({} members); type a line and press Enter (Ctrl-D to quit)",
+        info.subject,
+        info.members.len()
+    ));
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        tokio::select! {
+            line = lines.next_line() => {
+                let line = line.map_err(|e| ClientError::Usage(format!("stdin: {e}")))?;
+                let Some(line) = line else { break };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match messenger.send_group_text(group, &line).await {
+                    Ok(sent) => out.sent(&sent),
+                    Err(error) => out.notice(&format!("not sent: {error}")),
+                }
+            }
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                out.event(&event);
+                match event {
+                    Event::GroupMessage { group: g, from, id, .. } if g == group => {
+                        if let Err(error) = messenger.mark_group_read(group, from, vec![id]).await {
+                            out.notice(&format!("could not send a read receipt: {error}"));
+                        }
+                    }
+                    Event::Closed { .. } => return Ok(()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    messenger.close().await;
+    Ok(())
+}
+
 /// Closes after which reconnecting would be wrong.
 fn final_close(code: u16) -> bool {
     matches!(code, close::REPLACED | close::DEVICE_REMOVED | 1000)
@@ -258,6 +543,13 @@ async fn listen(out: &Output, home: &std::path::Path, read: bool) -> ClientResul
             match event {
                 Event::Message { from, id, .. } if read => {
                     if let Err(error) = messenger.mark_read(from, vec![id]).await {
+                        out.notice(&format!("could not send a read receipt: {error}"));
+                    }
+                }
+                Event::GroupMessage {
+                    group, from, id, ..
+                } if read => {
+                    if let Err(error) = messenger.mark_group_read(group, from, vec![id]).await {
                         out.notice(&format!("could not send a read receipt: {error}"));
                     }
                 }

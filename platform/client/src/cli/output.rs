@@ -1,8 +1,10 @@
 //! How the CLI prints: human text, or one JSON object per line with `--json`.
 
+use courier_protocol::{GroupId, UserId};
 use serde_json::json;
 
 use crate::client::{Client, Event, ReceiptKind, Sent};
+use crate::groups::{GroupEventKind, GroupInfo, MemberReceipt};
 use crate::history::HistoryEntry;
 
 pub struct Output {
@@ -90,14 +92,51 @@ impl Output {
                 json!({"event": "message", "from": from.to_string(), "device": device, "id": id, "sent_at_ms": sent_at_ms, "text": text}),
                 format!("<{from}> {text}"),
             ),
-            Event::Receipt { kind, by, ids } => {
+            Event::Receipt {
+                kind,
+                by,
+                ids,
+                group,
+            } => {
                 let (name, mark) = match kind {
                     ReceiptKind::Delivered => ("delivered", "✓✓"),
                     ReceiptKind::Read => ("read", "✓✓ read"),
                 };
+                let place = group.map(|g| format!(" in group {g}")).unwrap_or_default();
                 (
-                    json!({"event": "receipt", "kind": name, "by": by.to_string(), "ids": ids}),
-                    format!("{mark} by {by}: {}", ids.join(", ")),
+                    json!({"event": "receipt", "kind": name, "by": by.to_string(), "ids": ids, "group": group.map(|g| g.to_string())}),
+                    format!("{mark} by {by}{place}: {}", ids.join(", ")),
+                )
+            }
+            Event::GroupMessage {
+                group,
+                from,
+                device,
+                id,
+                sent_at_ms,
+                text,
+            } => (
+                json!({"event": "group_message", "group": group.to_string(), "from": from.to_string(), "device": device, "id": id, "sent_at_ms": sent_at_ms, "text": text}),
+                format!("[{group}] <{from}> {text}"),
+            ),
+            Event::GroupEvent {
+                group,
+                revision,
+                kind,
+                actor,
+                users,
+            } => (
+                json!({"event": "group_event", "group": group.to_string(), "revision": revision, "kind": kind_name(*kind), "actor": actor.map(|a| a.to_string()), "users": users.iter().map(|u| u.to_string()).collect::<Vec<_>>()}),
+                format!("[{group}] {}", describe_change(*kind, *actor, users)),
+            ),
+            Event::GroupKeyReceived { group, from } => {
+                // Bookkeeping, not news: shown to scripts only.
+                if !self.json {
+                    return;
+                }
+                (
+                    json!({"event": "group_key_received", "group": group.to_string(), "from": from.to_string()}),
+                    String::new(),
                 )
             }
             Event::Typing { from, typing } => (
@@ -146,10 +185,129 @@ impl Output {
         for entry in entries {
             let direction = if entry.outgoing { "→" } else { "←" };
             let status = entry.status.as_deref().unwrap_or("");
+            let text = match (entry.group, &entry.sender) {
+                (true, Some(sender)) => format!(
+                    "{direction} [{}] <{sender}> {} {status}",
+                    entry.peer, entry.text
+                ),
+                (true, None) => format!("{direction} [{}] {} {status}", entry.peer, entry.text),
+                (false, _) => format!("{direction} {} {} {status}", entry.peer, entry.text),
+            };
+            self.emit(serde_json::to_value(entry).unwrap_or_default(), text);
+        }
+    }
+
+    /// A group's description; `name` renders a member for humans (phone and id if known).
+    pub fn group(&self, info: &GroupInfo, name: &dyn Fn(UserId) -> String) {
+        let yes_no = |flag: bool| if flag { "yes" } else { "no" };
+        let mut text = format!(
+            "group:    {}\nsubject:  {}\nrevision: {}\nmembers:  {} (limit {})",
+            info.id,
+            info.subject,
+            info.revision,
+            info.members.len(),
+            info.size_limit
+        );
+        for member in &info.members {
+            let admin = if member.admin { " (admin)" } else { "" };
+            text.push_str(&format!("\n  {}{admin}", name(member.user)));
+        }
+        text.push_str(&format!(
+            "\nsettings: only admins edit info: {}, only admins add members: {}",
+            yes_no(info.settings.only_admins_edit_info),
+            yes_no(info.settings.only_admins_add_members)
+        ));
+        if let Some(code) = &info.invite_code {
+            text.push_str(&format!("\ninvite:   {code}"));
+        }
+        self.emit(json!({"event": "group", "group": info}), text);
+    }
+
+    /// The groups this device knows, one line each.
+    pub fn groups(&self, infos: &[GroupInfo], me: UserId) {
+        for info in infos {
+            let member = info.is_member(me);
+            let note = if member { "" } else { " (not a member)" };
             self.emit(
-                serde_json::to_value(entry).unwrap_or_default(),
-                format!("{direction} {} {} {status}", entry.peer, entry.text),
+                json!({"event": "group", "group": info, "member": member}),
+                format!(
+                    "{} {} ({} members){note}",
+                    info.id,
+                    info.subject,
+                    info.members.len()
+                ),
             );
         }
+    }
+
+    pub fn invite(&self, group: GroupId, code: &str) {
+        self.emit(
+            json!({"event": "invite", "group": group.to_string(), "invite_code": code}),
+            code.to_owned(),
+        );
+    }
+
+    /// A change the user made was accepted.
+    pub fn done(&self, what: &str, group: GroupId, revision: Option<u64>) {
+        self.emit(
+            json!({"event": what, "group": group.to_string(), "revision": revision}),
+            format!("✓ {} ({group})", what.replace('_', " ")),
+        );
+    }
+
+    pub fn message_info(&self, group: GroupId, id: &str, receipts: &[MemberReceipt]) {
+        let mut text = format!("message {id} in group {group}:");
+        if receipts.is_empty() {
+            text.push_str("\n  no receipts yet");
+        }
+        for receipt in receipts {
+            let at = |ms: Option<u64>| ms.map(|ms| format!("{ms} ms")).unwrap_or("-".into());
+            text.push_str(&format!(
+                "\n  {}  delivered {}  read {}",
+                receipt.user,
+                at(receipt.delivered_at_ms),
+                at(receipt.read_at_ms)
+            ));
+        }
+        self.emit(
+            json!({"event": "message_info", "group": group.to_string(), "id": id, "members": receipts}),
+            text,
+        );
+    }
+}
+
+/// `GROUP_EVENT_KIND_MEMBERS_ADDED` -> `members_added`.
+pub fn kind_name(kind: GroupEventKind) -> String {
+    kind.as_str_name()
+        .trim_start_matches("GROUP_EVENT_KIND_")
+        .to_ascii_lowercase()
+}
+
+fn describe_change(kind: GroupEventKind, actor: Option<UserId>, users: &[UserId]) -> String {
+    let actor = actor
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "someone".into());
+    let users = users
+        .iter()
+        .map(|u| u.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let about = if users.is_empty() {
+        actor.clone()
+    } else {
+        users.clone()
+    };
+    match kind {
+        GroupEventKind::Created => format!("{actor} created the group"),
+        GroupEventKind::MembersAdded => format!("{actor} added {users}"),
+        GroupEventKind::MembersRemoved => format!("{actor} removed {users}"),
+        GroupEventKind::MemberLeft => format!("{about} left"),
+        GroupEventKind::AdminsPromoted => format!("{actor} made {users} admin"),
+        GroupEventKind::AdminsDemoted => format!("{actor} dismissed {users} as admin"),
+        GroupEventKind::SubjectChanged => format!("{actor} changed the subject"),
+        GroupEventKind::SettingsChanged => format!("{actor} changed the settings"),
+        GroupEventKind::InviteChanged => format!("{actor} changed the invite code"),
+        GroupEventKind::JoinedByInvite => format!("{about} joined with an invite"),
+        GroupEventKind::Unspecified => format!("{actor} changed the group"),
     }
 }

@@ -17,11 +17,12 @@ use courier_protocol::v1::{
     CiphertextType, Envelope, QueueEmpty, Receipt, ReceiptType, ServerFrame, TypingEvent, delivery,
     server_frame,
 };
-use courier_protocol::{DeviceAddress, DeviceId, UserId};
+use courier_protocol::{DeviceAddress, DeviceId, GroupId, UserId};
 use courier_store::{EnqueueOutcome, NewEntry, QueuedEntry, Store};
 use tokio::time::Instant;
 
 use super::ActorEnv;
+use super::group_messages::MemberDelivered;
 use super::messages::*;
 use super::registry::Registry;
 use crate::clock::now_ms;
@@ -37,13 +38,81 @@ const MAX_CLIENT_MESSAGE_ID: usize = 128;
 /// Most message ids in one receipt.
 pub const MAX_RECEIPT_IDS: usize = 256;
 
+/// Where a pushed entry came from: what its acknowledgement turns into.
+#[derive(Clone, Debug)]
+enum Origin {
+    /// A one-to-one message: a delivered receipt for its sender device and client id.
+    Direct(DeviceAddress, String),
+    /// A group message: the group actor records the delivery and tells the sender.
+    Group(GroupId, u64),
+    /// A receipt or a group event: nothing.
+    Nothing,
+}
+
 /// A pushed entry not yet acknowledged.
 struct InFlight {
     seq: u64,
     enqueued_at: u64,
-    /// The sender device and client message id of a message (for its delivered receipt);
-    /// `None` for receipts, which get no receipt of their own.
-    origin: Option<(DeviceAddress, String)>,
+    origin: Origin,
+}
+
+/// A queue entry ready to push: group references resolved to the stored message.
+struct Resolved {
+    seq: u64,
+    enqueued_at: u64,
+    /// `None` when a referenced group message has expired: the entry is skipped.
+    payload: Option<Bytes>,
+    origin: Origin,
+}
+
+/// The first byte of a stored `Delivery` whose content is a `StoredGroupRef` (field 15,
+/// length-delimited).
+const GROUP_REF_TAG: u8 = (15 << 3) | 2;
+
+/// Resolves group references among `entries` by reading the messages they point at.
+async fn resolve(
+    store: &dyn Store,
+    entries: Vec<QueuedEntry>,
+    now: u64,
+) -> Result<Vec<Resolved>, courier_store::StoreError> {
+    let mut resolved = Vec::with_capacity(entries.len());
+    for entry in entries {
+        if entry.payload.first() != Some(&GROUP_REF_TAG) {
+            let origin = origin_of(&entry.payload);
+            resolved.push(Resolved {
+                seq: entry.seq,
+                enqueued_at: entry.enqueued_at,
+                payload: Some(entry.payload),
+                origin,
+            });
+            continue;
+        }
+        let reference = match decode_payload(&entry.payload) {
+            Ok(delivery::Content::StoredGroupRef(reference)) => reference
+                .group_id
+                .parse::<GroupId>()
+                .ok()
+                .map(|group| (group, reference.message_seq)),
+            _ => None,
+        };
+        let (payload, origin) = match reference {
+            Some((group, message_seq)) => (
+                store.group_message(group, message_seq, now).await?,
+                Origin::Group(group, message_seq),
+            ),
+            None => {
+                tracing::error!(seq = entry.seq, "undecodable group reference");
+                (None, Origin::Nothing)
+            }
+        };
+        resolved.push(Resolved {
+            seq: entry.seq,
+            enqueued_at: entry.enqueued_at,
+            payload,
+            origin,
+        });
+    }
+    Ok(resolved)
 }
 
 /// One connected device.
@@ -100,7 +169,7 @@ impl UserActor {
         seq: u64,
         enqueued_at: u64,
         payload: &Bytes,
-        origin: Option<(DeviceAddress, String)>,
+        origin: Origin,
     ) -> bool {
         let window = self.env.push_window;
         let Some(session) = self.sessions.get_mut(&device) else {
@@ -142,14 +211,18 @@ impl UserActor {
         let store = Arc::clone(&self.env.store);
         let address = self.address(device);
         ctx.wait(
-            async move { store.read_queue(address, after, limit, now_ms()).await }
-                .into_actor(self)
-                .map(move |result, actor, ctx| match result {
-                    Ok(entries) => actor.push_entries(device, conn, after, limit, entries, ctx),
-                    Err(error) => {
-                        tracing::warn!(%address, %error, "could not read a queue; will retry")
-                    }
-                }),
+            async move {
+                let now = now_ms();
+                let entries = store.read_queue(address, after, limit, now).await?;
+                resolve(store.as_ref(), entries, now).await
+            }
+            .into_actor(self)
+            .map(move |result, actor, ctx| match result {
+                Ok(entries) => actor.push_entries(device, conn, after, limit, entries, ctx),
+                Err(error) => {
+                    tracing::warn!(%address, %error, "could not read a queue; will retry")
+                }
+            }),
         );
     }
 
@@ -159,7 +232,7 @@ impl UserActor {
         conn: u64,
         after: u64,
         limit: usize,
-        entries: Vec<QueuedEntry>,
+        entries: Vec<Resolved>,
         ctx: &mut Context<Self>,
     ) {
         let metrics = Arc::clone(&self.env.metrics);
@@ -173,8 +246,13 @@ impl UserActor {
         let complete = entries.len() < limit;
         let mut stalled = false;
         for entry in entries {
+            let Some(payload) = &entry.payload else {
+                // The group message it pointed at has expired: nothing to deliver.
+                session.pushed_up_to = entry.seq;
+                continue;
+            };
             let frame = Outbound {
-                bytes: delivery_frame(entry.seq, &entry.payload),
+                bytes: delivery_frame(entry.seq, payload),
                 kind: FrameKind::Delivery,
             };
             if !session.outbound.offer(frame) {
@@ -185,7 +263,7 @@ impl UserActor {
             session.in_flight.push_back(InFlight {
                 seq: entry.seq,
                 enqueued_at: entry.enqueued_at,
-                origin: origin_of(&entry.payload),
+                origin: entry.origin,
             });
             metrics.entry_pushed();
         }
@@ -238,20 +316,20 @@ impl UserActor {
     }
 }
 
-/// The sender and client message id of a stored envelope; `None` for receipts.
-fn origin_of(payload: &[u8]) -> Option<(DeviceAddress, String)> {
+/// What acknowledging a stored one-to-one entry leads to.
+fn origin_of(payload: &[u8]) -> Origin {
     match decode_payload(payload) {
-        Ok(delivery::Content::Envelope(envelope)) => {
-            let user = envelope.sender_user.parse().ok()?;
-            Some((
+        Ok(delivery::Content::Envelope(envelope)) => match envelope.sender_user.parse() {
+            Ok(user) => Origin::Direct(
                 DeviceAddress::new(user, envelope.sender_device),
                 envelope.client_message_id,
-            ))
-        }
-        Ok(delivery::Content::Receipt(_)) => None,
+            ),
+            Err(_) => Origin::Nothing,
+        },
+        Ok(_) => Origin::Nothing,
         Err(error) => {
             tracing::error!(%error, "undecodable queue entry");
-            None
+            Origin::Nothing
         }
     }
 }
@@ -414,7 +492,7 @@ impl Handler<Submit> for UserActor {
                     };
                     duplicate = false;
                     queued += 1;
-                    let origin = Some((from, client_message_id.clone()));
+                    let origin = Origin::Direct(from, client_message_id.clone());
                     if actor.offer_new_entry(
                         address.device,
                         seq,
@@ -463,6 +541,7 @@ impl Handler<SubmitReceipt> for UserActor {
                 from_device: receipt.from.device,
                 client_message_ids: receipt.message_ids.as_ref().clone(),
                 timestamp_ms: now,
+                group_id: String::new(),
             });
             let entries: Vec<_> = devices
                 .iter()
@@ -493,7 +572,7 @@ impl Handler<SubmitReceipt> for UserActor {
                             seq,
                             entry.enqueued_at,
                             &entry.payload,
-                            None,
+                            Origin::Nothing,
                         )
                     {
                         actor.pump(address.device, ctx);
@@ -594,19 +673,27 @@ impl Handler<AckUpTo> for UserActor {
         }
         let now = now_ms();
         let mut receipts: HashMap<UserId, Vec<String>> = HashMap::new();
+        let mut group_deliveries = Vec::new();
         let mut acked = 0u64;
         while session.in_flight.front().is_some_and(|f| f.seq <= up_to) {
             let Some(entry) = session.in_flight.pop_front() else {
                 break;
             };
             acked += 1;
-            if let Some((sender, client_message_id)) = entry.origin {
-                let latency = now.saturating_sub(entry.enqueued_at) as f64 / 1000.0;
-                self.env.metrics.delivery_latency(latency);
-                receipts
-                    .entry(sender.user)
-                    .or_default()
-                    .push(client_message_id);
+            let latency = now.saturating_sub(entry.enqueued_at) as f64 / 1000.0;
+            match entry.origin {
+                Origin::Direct(sender, client_message_id) => {
+                    self.env.metrics.delivery_latency(latency);
+                    receipts
+                        .entry(sender.user)
+                        .or_default()
+                        .push(client_message_id);
+                }
+                Origin::Group(group, message_seq) => {
+                    self.env.metrics.delivery_latency(latency);
+                    group_deliveries.push((group, message_seq));
+                }
+                Origin::Nothing => {}
             }
         }
         session.acked_up_to = up_to;
@@ -626,6 +713,7 @@ impl Handler<AckUpTo> for UserActor {
                         from_device: from.device,
                         client_message_ids: chunk.to_vec(),
                         timestamp_ms: now,
+                        group_id: String::new(),
                     });
                     for device in store.devices(sender).await? {
                         entries.push((
@@ -651,6 +739,13 @@ impl Handler<AckUpTo> for UserActor {
                 Ok(receipts) => {
                     actor.env.metrics.entries_queued(receipts);
                     actor.env.metrics.entries_acked(acked);
+                    for (group, message_seq) in group_deliveries {
+                        let delivered = MemberDelivered {
+                            member: from,
+                            message_seq,
+                        };
+                        actor.registry.tell_group(group, delivered);
+                    }
                     for sender in senders {
                         if sender == actor.user {
                             for session in actor.sessions.values_mut() {

@@ -26,18 +26,18 @@ use crate::metrics::FrameKind;
 use crate::state::AppState;
 
 /// How a connection ends.
-enum End {
+pub(super) enum End {
     /// Send this close frame, then stop.
     Close(u16, &'static str),
     /// The peer closed or the transport failed: nothing more to send.
     Gone,
 }
 
-struct Connection {
+pub(super) struct Connection {
     socket: WebSocket,
-    device: DeviceAddress,
+    pub(super) device: DeviceAddress,
     conn: u64,
-    state: Arc<AppState>,
+    pub(super) state: Arc<AppState>,
     outbound: OutboundSender,
     bucket: TokenBucket,
     violations: u32,
@@ -229,6 +229,18 @@ impl Connection {
             client_frame::Body::SetPresencePrivacy(privacy) => {
                 self.on_privacy(request_id, privacy.last_seen).await
             }
+            client_frame::Body::CreateGroup(create) => {
+                self.on_create_group(request_id, create).await
+            }
+            client_frame::Body::UpdateGroup(update) => {
+                self.on_update_group(request_id, update).await
+            }
+            client_frame::Body::GroupSend(send) => self.on_group_send(request_id, send).await,
+            client_frame::Body::GetGroup(get) => self.on_get_group(request_id, get.group_id).await,
+            client_frame::Body::JoinGroup(join) => {
+                self.on_join_group(request_id, join.invite_code).await
+            }
+            client_frame::Body::MessageInfo(info) => self.on_message_info(request_id, info).await,
             client_frame::Body::Ping(ping) => {
                 self.state.metrics.frame_in(FrameKind::Ping);
                 let pong = ServerFrame {
@@ -294,7 +306,7 @@ impl Connection {
         self.send(&frame, FrameKind::SendResult).await
     }
 
-    fn failed_result(
+    pub(super) fn failed_result(
         &self,
         request_id: u64,
         client_message_id: String,
@@ -344,6 +356,10 @@ impl Connection {
         } else {
             match receipt.recipient.parse::<UserId>() {
                 Err(error) => Err(DeliveryError::InvalidArgument(error.to_string())),
+                Ok(sender) if !receipt.group_id.is_empty() => {
+                    self.group_read(&receipt.group_id, sender, receipt.client_message_ids)
+                        .await
+                }
                 Ok(recipient) => {
                     let submit = SubmitReceipt {
                         from: self.device,
@@ -490,7 +506,7 @@ impl Connection {
         self.send(&frame, FrameKind::Error).await
     }
 
-    async fn send(&mut self, frame: &ServerFrame, kind: FrameKind) -> Result<(), End> {
+    pub(super) async fn send(&mut self, frame: &ServerFrame, kind: FrameKind) -> Result<(), End> {
         let bytes = Bytes::from(frame.encode_to_vec());
         self.socket
             .send(Message::Binary(bytes))

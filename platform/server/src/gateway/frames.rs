@@ -93,6 +93,7 @@ mod tests {
             from_device: 1,
             client_message_ids: vec!["a".into()],
             timestamp_ms: 1,
+            group_id: String::new(),
         };
         let decoded = decode_payload(&receipt_payload(receipt.clone())).unwrap();
         assert_eq!(decoded, delivery::Content::Receipt(receipt));

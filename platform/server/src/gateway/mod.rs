@@ -4,10 +4,12 @@
 //!   `ServerFrame`s, pings, enforces limits, closes with documented codes.
 //! - [`outbound`]: the bounded queue through which actors push frames to a connection.
 //! - [`frames`]: hot-path encoding of deliveries from stored payloads.
+//! - [`groups`]: group frames, handed to group actors.
 //! - [`rate`]: the per-connection token bucket.
 
 pub mod connection;
 pub mod frames;
+pub mod groups;
 pub mod outbound;
 pub mod rate;
 

@@ -20,7 +20,7 @@
 //! Restarts cannot be expressed by a factory of fresh stores: a backend that can reopen its
 //! data calls [`write_before_reopen`], reopens, then calls [`check_after_reopen`].
 //!
-//! Layout: `codes`, `accounts`, `keys`, `queues` hold the cases by concern, `restarts` the
+//! Layout: `codes`, `accounts`, `keys`, `queues`, `groups` hold the cases by concern, `restarts` the
 //! two halves of the restart check; this file the macro and the fixtures they share.
 //!
 //! This module is compiled in every build (it is how other crates test their backends), so it
@@ -28,6 +28,7 @@
 
 mod accounts;
 mod codes;
+mod groups;
 mod keys;
 mod queues;
 mod restarts;
@@ -41,6 +42,7 @@ use crate::model::*;
 
 pub use self::accounts::*;
 pub use self::codes::*;
+pub use self::groups::*;
 pub use self::keys::*;
 pub use self::queues::*;
 pub use self::restarts::*;
@@ -80,6 +82,18 @@ macro_rules! conformance_tests {
             read_queue_paginates,
             expired_entries_are_skipped_and_swept,
             concurrent_enqueues_get_distinct_contiguous_seqs,
+            groups_are_put_read_and_replaced,
+            invite_codes_follow_their_group,
+            last_group_message_seq_is_the_highest_stored,
+            group_messages_are_stored_once_and_queued_per_device,
+            group_duplicates_are_recognised_by_sender_device_and_id,
+            group_message_seq_finds_sent_messages,
+            group_messages_expire,
+            group_receipts_keep_the_first_time_of_each_kind,
+            expired_group_data_is_swept,
+            group_enqueue_is_all_or_nothing,
+            one_group_body_serves_every_device,
+            concurrent_group_and_direct_enqueues_share_the_seqs,
         );
     };
 }

@@ -1,9 +1,19 @@
 //! The two halves of the restart check, for backends that can reopen their data.
 
-use courier_protocol::{DeviceAddress, PhoneNumber};
+use bytes::Bytes;
+use courier_protocol::{DeviceAddress, GroupId, PhoneNumber};
 
+use super::groups::{group_record, reference, send_expiring};
 use super::*;
 use crate::Store;
+
+/// The group [`write_before_reopen`] creates: a fixed id, so a writer that is killed need not
+/// report it.
+pub fn reopen_group() -> GroupId {
+    GroupId::from_bytes([42; 16])
+}
+
+const GROUP_EXPIRES: Millis = T0 + 30 * DAY;
 
 /// What [`write_before_reopen`] wrote, for [`check_after_reopen`].
 #[derive(Clone, Debug)]
@@ -40,6 +50,40 @@ pub async fn write_before_reopen(store: &dyn Store) -> BeforeReopen {
         assert_eq!(outcome, EnqueueOutcome::Queued { seq: i });
     }
     store.ack_queue(device, 15).await.unwrap();
+
+    // A group whose invite code changed once, with one message (referenced on the sender's
+    // queue) and a receipt.
+    let group = reopen_group();
+    let mut record = group_record(group, registration.account.user_id, Some("reopen-1"));
+    store.put_group(record.clone()).await.unwrap();
+    record.invite_code = Some("reopen-2".to_owned());
+    record.revision = 2;
+    store.put_group(record).await.unwrap();
+    let outcome = send_expiring(
+        store,
+        (group, 1),
+        (sender, "g1"),
+        "group body",
+        GROUP_EXPIRES,
+        &[sender],
+    )
+    .await;
+    assert_eq!(
+        outcome,
+        GroupEnqueueOutcome::Queued {
+            entries: vec![EnqueueOutcome::Queued { seq: 1 }]
+        }
+    );
+    store
+        .record_group_receipt(
+            group,
+            1,
+            registration.account.user_id,
+            GroupReceiptKind::Read,
+            T0 + 2,
+        )
+        .await
+        .unwrap();
     BeforeReopen {
         phone: p,
         registration,
@@ -108,5 +152,74 @@ pub async fn check_after_reopen(store: &dyn Store, before: &BeforeReopen) {
     assert!(
         bundle.one_time_prekey.is_some_and(|k| k.id != 1),
         "a taken prekey stays taken"
+    );
+    check_group_after_reopen(store, before).await;
+}
+
+async fn check_group_after_reopen(store: &dyn Store, before: &BeforeReopen) {
+    let group = reopen_group();
+    let user = before.registration.account.user_id;
+    let record = store
+        .group(group)
+        .await
+        .unwrap()
+        .expect("the group survives");
+    assert_eq!(record.revision, 2);
+    assert_eq!(record.invite_code.as_deref(), Some("reopen-2"));
+    assert_eq!(store.group_by_invite("reopen-1").await.unwrap(), None);
+    assert_eq!(
+        store.group_by_invite("reopen-2").await.unwrap(),
+        Some(group)
+    );
+    assert_eq!(store.last_group_message_seq(group).await.unwrap(), 1);
+    assert_eq!(
+        store.group_message(group, 1, T0).await.unwrap(),
+        Some(Bytes::from_static(b"group body"))
+    );
+    assert_eq!(
+        store
+            .group_message_seq(group, before.sender, "g1")
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        store.group_receipts(group, 1).await.unwrap(),
+        vec![GroupReceiptRecord {
+            user,
+            delivered_at: T0 + 2,
+            read_at: T0 + 2
+        }]
+    );
+    let read = read_all(store, before.sender, T0).await;
+    assert_eq!(seqs(&read), vec![1], "the reference entry survives");
+    assert_eq!(read[0].payload, reference(group, 1, GROUP_EXPIRES).payload);
+    assert_eq!(
+        send_expiring(
+            store,
+            (group, 2),
+            (before.sender, "g1"),
+            "resent",
+            GROUP_EXPIRES,
+            &[before.sender]
+        )
+        .await,
+        GroupEnqueueOutcome::Duplicate { message_seq: 1 },
+        "group dedupe records survive"
+    );
+    assert_eq!(
+        send_expiring(
+            store,
+            (group, 2),
+            (before.sender, "g2"),
+            "next",
+            GROUP_EXPIRES,
+            &[before.sender]
+        )
+        .await,
+        GroupEnqueueOutcome::Queued {
+            entries: vec![EnqueueOutcome::Queued { seq: 2 }]
+        },
+        "references continue the queue's seqs"
     );
 }

@@ -1,10 +1,11 @@
 //! Keys and values of the embedded store: how each record is laid out in its keyspace.
 //!
 //! Fixed-width numbers are big-endian so that keys sort numerically. Small metadata records are
-//! JSON; the queue entry, on the hot path, is a hand-rolled binary layout.
+//! JSON; the queue entry, on the hot path, and the group records that come with every group
+//! message are hand-rolled binary layouts.
 
 use bytes::Bytes;
-use courier_protocol::{DeviceAddress, DeviceId, UserId};
+use courier_protocol::{DeviceAddress, DeviceId, GroupId, UserId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -158,18 +159,24 @@ pub(super) fn encode_queue_meta(next: u64, acked: u64) -> [u8; 16] {
     value
 }
 
-/// `dedupe` key: recipient device key, sender device key, client message id.
-pub(super) fn dedupe_key(
-    recipient: &DeviceKey,
-    sender: &DeviceAddress,
-    client_message_id: &str,
-) -> StoreResult<Vec<u8>> {
+/// `Invalid` for a client message id longer than [`MAX_CLIENT_MESSAGE_ID_BYTES`].
+fn check_client_message_id(client_message_id: &str) -> StoreResult<()> {
     if client_message_id.len() > MAX_CLIENT_MESSAGE_ID_BYTES {
         return Err(StoreError::Invalid(format!(
             "client message id of {} bytes (at most {MAX_CLIENT_MESSAGE_ID_BYTES})",
             client_message_id.len()
         )));
     }
+    Ok(())
+}
+
+/// `dedupe` key: recipient device key, sender device key, client message id.
+pub(super) fn dedupe_key(
+    recipient: &DeviceKey,
+    sender: &DeviceAddress,
+    client_message_id: &str,
+) -> StoreResult<Vec<u8>> {
+    check_client_message_id(client_message_id)?;
     let mut key = Vec::with_capacity(2 * DEVICE_KEY_LEN + client_message_id.len());
     key.extend_from_slice(recipient);
     key.extend_from_slice(&sender.to_key());
@@ -177,7 +184,8 @@ pub(super) fn dedupe_key(
     Ok(key)
 }
 
-/// `dedupe` value: the queued sequence number, then when the record expires.
+/// `dedupe` and `group_dedupe` value: the sequence number (queue or group message), then when
+/// the record expires.
 pub(super) fn encode_dedupe(seq: u64, expires_at: Millis) -> [u8; 16] {
     let mut value = [0u8; 16];
     value[..8].copy_from_slice(&seq.to_be_bytes());
@@ -187,13 +195,154 @@ pub(super) fn encode_dedupe(seq: u64, expires_at: Millis) -> [u8; 16] {
 
 /// `(seq, expires_at)` of a `dedupe` value.
 pub(super) fn decode_dedupe(value: &[u8]) -> StoreResult<(u64, Millis)> {
+    decode_seq_and_expiry("dedupe", value)
+}
+
+/// `(message_seq, expires_at)` of a `group_dedupe` value.
+pub(super) fn decode_group_dedupe(value: &[u8]) -> StoreResult<(u64, Millis)> {
+    decode_seq_and_expiry("group_dedupe", value)
+}
+
+fn decode_seq_and_expiry(what: &'static str, value: &[u8]) -> StoreResult<(u64, Millis)> {
     if value.len() != 16 {
-        return Err(corrupt("dedupe", format!("value of {} bytes", value.len())));
+        return Err(corrupt(what, format!("value of {} bytes", value.len())));
     }
-    Ok((
-        be_u64("dedupe", &value[..8])?,
-        be_u64("dedupe", &value[8..])?,
-    ))
+    Ok((be_u64(what, &value[..8])?, be_u64(what, &value[8..])?))
+}
+
+// ---- groups ---------------------------------------------------------------------------------
+
+/// Length of a group id in keys ([`GroupId::as_bytes`]).
+pub(super) const GROUP_ID_LEN: usize = 16;
+
+/// Length of a `group_messages` key, and of the prefix of a message's `group_receipts` keys.
+pub(super) const GROUP_MESSAGE_KEY_LEN: usize = GROUP_ID_LEN + 8;
+
+/// Format tag of [`encode_group_message`], so the layout can evolve.
+const GROUP_MESSAGE_V1: u8 = 1;
+const GROUP_MESSAGE_HEADER_LEN: usize = 1 + 8;
+
+/// Length of a `group_receipts` value: `delivered_at`, `read_at`, `expires_at`.
+const GROUP_RECEIPT_LEN: usize = 3 * 8;
+
+/// Longest group message body the embedded engine can keep in one value (fjall's limit is
+/// 2^32 - 1 bytes, header included).
+pub(super) const MAX_GROUP_BODY_BYTES: usize = u32::MAX as usize - GROUP_MESSAGE_HEADER_LEN;
+
+pub(super) fn group_from_bytes(what: &'static str, bytes: &[u8]) -> StoreResult<GroupId> {
+    let array: [u8; GROUP_ID_LEN] = bytes.try_into().map_err(|_| {
+        corrupt(
+            what,
+            format!("expected a 16-byte group id, found {}", bytes.len()),
+        )
+    })?;
+    Ok(GroupId::from_bytes(array))
+}
+
+/// `group_messages` key: group id, then the message sequence number big-endian. Also the
+/// prefix of the message's `group_receipts` keys.
+pub(super) fn group_message_key(group: &GroupId, message_seq: u64) -> [u8; GROUP_MESSAGE_KEY_LEN] {
+    let mut key = [0u8; GROUP_MESSAGE_KEY_LEN];
+    key[..GROUP_ID_LEN].copy_from_slice(group.as_bytes());
+    key[GROUP_ID_LEN..].copy_from_slice(&message_seq.to_be_bytes());
+    key
+}
+
+/// The message sequence number of a `group_messages` key.
+pub(super) fn message_seq_of_key(key: &[u8]) -> StoreResult<u64> {
+    match key.get(GROUP_ID_LEN..) {
+        Some(tail) => be_u64("group_messages", tail),
+        None => Err(corrupt(
+            "group_messages",
+            format!("key of {} bytes", key.len()),
+        )),
+    }
+}
+
+/// `group_messages` value: format tag, `expires_at` (u64 big-endian), body.
+pub(super) fn encode_group_message(expires_at: Millis, body: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(GROUP_MESSAGE_HEADER_LEN + body.len());
+    value.push(GROUP_MESSAGE_V1);
+    value.extend_from_slice(&expires_at.to_be_bytes());
+    value.extend_from_slice(body);
+    value
+}
+
+/// `expires_at` of an encoded group message, without copying its body.
+pub(super) fn group_message_expires_at(value: &[u8]) -> StoreResult<Millis> {
+    match value {
+        [GROUP_MESSAGE_V1, rest @ ..] if rest.len() >= 8 => be_u64("group_messages", &rest[..8]),
+        _ => Err(corrupt("group_messages", "unknown message layout")),
+    }
+}
+
+/// `(expires_at, body)` of an encoded group message.
+pub(super) fn decode_group_message(value: &[u8]) -> StoreResult<(Millis, Bytes)> {
+    let expires_at = group_message_expires_at(value)?;
+    let body = Bytes::copy_from_slice(&value[GROUP_MESSAGE_HEADER_LEN..]);
+    Ok((expires_at, body))
+}
+
+/// `group_dedupe` key: group id, sender device key, client message id.
+pub(super) fn group_dedupe_key(
+    group: &GroupId,
+    sender: &DeviceAddress,
+    client_message_id: &str,
+) -> StoreResult<Vec<u8>> {
+    check_client_message_id(client_message_id)?;
+    let mut key = Vec::with_capacity(GROUP_ID_LEN + DEVICE_KEY_LEN + client_message_id.len());
+    key.extend_from_slice(group.as_bytes());
+    key.extend_from_slice(&sender.to_key());
+    key.extend_from_slice(client_message_id.as_bytes());
+    Ok(key)
+}
+
+/// `group_receipts` key: group id, message sequence number, user id.
+pub(super) fn group_receipt_key(
+    group: &GroupId,
+    message_seq: u64,
+    user: &UserId,
+) -> [u8; GROUP_MESSAGE_KEY_LEN + 16] {
+    let mut key = [0u8; GROUP_MESSAGE_KEY_LEN + 16];
+    key[..GROUP_MESSAGE_KEY_LEN].copy_from_slice(&group_message_key(group, message_seq));
+    key[GROUP_MESSAGE_KEY_LEN..].copy_from_slice(user.as_bytes());
+    key
+}
+
+/// The user of a `group_receipts` key.
+pub(super) fn receipt_user_of_key(key: &[u8]) -> StoreResult<UserId> {
+    let tail = key.get(GROUP_MESSAGE_KEY_LEN..).unwrap_or_default();
+    user_from_bytes("group_receipts", tail)
+}
+
+/// A `group_receipts` value: when the member received and read the message (0 = not yet), and
+/// when the record expires (with its message).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct ReceiptTimes {
+    pub delivered_at: Millis,
+    pub read_at: Millis,
+    pub expires_at: Millis,
+}
+
+/// `group_receipts` value: `delivered_at`, `read_at`, `expires_at` (u64 big-endian each).
+pub(super) fn encode_group_receipt(times: &ReceiptTimes) -> [u8; GROUP_RECEIPT_LEN] {
+    let mut value = [0u8; GROUP_RECEIPT_LEN];
+    value[..8].copy_from_slice(&times.delivered_at.to_be_bytes());
+    value[8..16].copy_from_slice(&times.read_at.to_be_bytes());
+    value[16..].copy_from_slice(&times.expires_at.to_be_bytes());
+    value
+}
+
+pub(super) fn decode_group_receipt(value: &[u8]) -> StoreResult<ReceiptTimes> {
+    const WHAT: &str = "group_receipts";
+    if value.len() != GROUP_RECEIPT_LEN {
+        return Err(corrupt(WHAT, format!("value of {} bytes", value.len())));
+    }
+    Ok(ReceiptTimes {
+        delivered_at: be_u64(WHAT, &value[..8])?,
+        read_at: be_u64(WHAT, &value[8..16])?,
+        expires_at: be_u64(WHAT, &value[16..])?,
+    })
 }
 
 #[cfg(test)]
@@ -258,4 +407,69 @@ mod tests {
         let key = dedupe_key(&device, &sender, "m1").unwrap();
         assert_eq!(key.len(), 2 * DEVICE_KEY_LEN + 2);
     }
+
+    #[test]
+    fn group_records_round_trip_and_sort() {
+        let group = GroupId::random();
+        let key = group_message_key(&group, 300);
+        assert_eq!(message_seq_of_key(&key).unwrap(), 300);
+        assert!(group_message_key(&group, 2) < group_message_key(&group, 10));
+        let value = encode_group_message(T0_TEST, b"body");
+        assert_eq!(value.len(), GROUP_MESSAGE_HEADER_LEN + 4);
+        assert_eq!(group_message_expires_at(&value).unwrap(), T0_TEST);
+        assert_eq!(
+            decode_group_message(&value).unwrap(),
+            (T0_TEST, Bytes::from_static(b"body"))
+        );
+        assert_eq!(
+            decode_group_message(&encode_group_message(1, b"")).unwrap(),
+            (1, Bytes::new())
+        );
+
+        let user = UserId::random();
+        let receipt_key = group_receipt_key(&group, 300, &user);
+        assert!(receipt_key.starts_with(&key));
+        assert_eq!(receipt_user_of_key(&receipt_key).unwrap(), user);
+        let times = ReceiptTimes {
+            delivered_at: 1,
+            read_at: 2,
+            expires_at: 3,
+        };
+        assert_eq!(
+            decode_group_receipt(&encode_group_receipt(&times)).unwrap(),
+            times
+        );
+
+        let sender = DeviceAddress::new(UserId::random(), 2);
+        let dedupe = group_dedupe_key(&group, &sender, "m1").unwrap();
+        assert_eq!(dedupe.len(), GROUP_ID_LEN + DEVICE_KEY_LEN + 2);
+        let long = "x".repeat(MAX_CLIENT_MESSAGE_ID_BYTES + 1);
+        assert!(matches!(
+            group_dedupe_key(&group, &sender, &long),
+            Err(StoreError::Invalid(_))
+        ));
+        assert_eq!(decode_group_dedupe(&encode_dedupe(7, 9)).unwrap(), (7, 9));
+        assert_eq!(
+            group_from_bytes("group_invites", group.as_bytes()).unwrap(),
+            group
+        );
+    }
+
+    #[test]
+    fn malformed_group_records_are_corrupt_not_panics() {
+        for bad in [&b""[..], &[9, 0][..], &[GROUP_MESSAGE_V1, 1, 2][..]] {
+            assert!(matches!(
+                decode_group_message(bad),
+                Err(StoreError::Corrupt { .. })
+            ));
+            assert!(group_message_expires_at(bad).is_err());
+        }
+        assert!(decode_group_receipt(&[0; 23]).is_err());
+        assert!(decode_group_dedupe(&[0; 15]).is_err());
+        assert!(message_seq_of_key(&[0; 20]).is_err());
+        assert!(receipt_user_of_key(&[0; 30]).is_err());
+        assert!(group_from_bytes("group_invites", &[0; 3]).is_err());
+    }
+
+    const T0_TEST: Millis = 1_700_000_000_000;
 }

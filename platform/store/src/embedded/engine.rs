@@ -27,16 +27,24 @@ pub(super) struct Keyspaces {
     pub queue: Keyspace,
     pub queue_meta: Keyspace,
     pub dedupe: Keyspace,
+    pub groups: Keyspace,
+    pub group_invites: Keyspace,
+    pub group_messages: Keyspace,
+    pub group_dedupe: Keyspace,
+    pub group_receipts: Keyspace,
 }
 
 /// Locks around read-modify-write sequences. They guard no data, only the window between
 /// reading records and committing the batch built from them. Order when several are held:
-/// `accounts`, then `keys`, then `queues`.
+/// `accounts`, then `keys`, then `groups`, then `queues` (`codes` is never held with another).
+/// `groups` guards the group keyspaces (records, invites, messages, their dedupe records and
+/// receipts); a group message takes it, then `queues` for the reference entries.
 #[derive(Default)]
 pub(super) struct Locks {
     pub accounts: Mutex<()>,
     pub keys: Mutex<()>,
     pub codes: Mutex<()>,
+    pub groups: Mutex<()>,
     pub queues: Mutex<()>,
 }
 
@@ -82,6 +90,11 @@ impl Engine {
             queue: keyspace("queue")?,
             queue_meta: keyspace("queue_meta")?,
             dedupe: keyspace("dedupe")?,
+            groups: keyspace("groups")?,
+            group_invites: keyspace("group_invites")?,
+            group_messages: keyspace("group_messages")?,
+            group_dedupe: keyspace("group_dedupe")?,
+            group_receipts: keyspace("group_receipts")?,
         };
         Ok(Engine {
             db,

@@ -4,14 +4,16 @@
 //! - this file: [`EmbeddedStore`] and its [`Store`] implementation, which only
 //!   decides where each operation runs;
 //! - `engine`: the database, its keyspaces and locks, and the write batch of every operation;
-//! - `accounts`, `keys`, `queues`: the operations, synchronous, on the engine;
+//! - `accounts`, `keys`, `queues`, `groups`: the operations, synchronous, on the engine;
+//! - `sweep`: finding and removing expired records;
 //! - `durability`: [`Durability`], parsed from configuration;
 //! - `codec`: keys and values of every keyspace;
 //! - `committer`: the group committer of [`Durability::Sync`].
 //!
 //! # Keyspaces
 //! Numbers in keys are big-endian, so keys sort numerically. `device` is
-//! [`DeviceAddress::to_key`] (user id, then device id: 20 bytes).
+//! [`DeviceAddress::to_key`] (user id, then device id: 20 bytes); `group` is the 16 bytes of
+//! the [`GroupId`](courier_protocol::GroupId), `user` those of the [`UserId`].
 //!
 //! | keyspace | key | value |
 //! |---|---|---|
@@ -24,15 +26,30 @@
 //! | `queue` | device, seq (u64) | `1`, `enqueued_at` (u64), `expires_at` (u64), payload |
 //! | `queue_meta` | device | next seq (u64) |
 //! | `dedupe` | recipient device, sender device, client message id | seq (u64), `expires_at` (u64) |
+//! | `groups` | group | JSON [`GroupRecord`] |
+//! | `group_invites` | invite code (UTF-8) | group (16) |
+//! | `group_messages` | group, message seq (u64) | `1`, `expires_at` (u64), body |
+//! | `group_dedupe` | group, sender device, client message id | message seq (u64), `expires_at` (u64) |
+//! | `group_receipts` | group, message seq (u64), user (16) | `delivered_at`, `read_at`, `expires_at` (u64 each) |
 //!
 //! Sequence numbers are never reused: `queue_meta` keeps the next one even when the queue is
 //! empty, and is written in the same batch as the entries. A device id is never reused in an
 //! account: `accounts` keeps the next one. Re-registration deletes the old devices with their
 //! keys, prekeys, queues and de-duplication records, in one batch (their `queue_meta` stays).
 //!
+//! A group message's body is stored once, in `group_messages`; each member device's queue gets
+//! a small reference entry (its payload is whatever the caller built, typically the group id
+//! and message seq), in the same batch as the body, the `group_dedupe` record and the
+//! `queue_meta` updates. `group_invites` holds exactly the current code of each group:
+//! `put_group` removes the previous code in the batch that writes the record. Group records
+//! are kept until replaced; messages, their dedupe records and receipts expire together (a
+//! receipt takes its message's `expires_at`).
+//!
 //! fjall has no range delete and no TTL: an acknowledgement deletes its range with one batch of
 //! weak tombstones (queue keys are written exactly once), reads skip expired entries, and
-//! [`Store::sweep_expired`] scans `queue` and `dedupe` in chunks on the blocking thread pool.
+//! [`Store::sweep_expired`] scans `queue`, `dedupe`, `group_messages`, `group_dedupe` and
+//! `group_receipts` in chunks on the blocking thread pool (only `queue` gets weak tombstones:
+//! the others may see a key written again).
 //!
 //! # Durability
 //! Every operation commits one atomic batch (across keyspaces) to fjall's journal.
@@ -53,8 +70,10 @@
 //!
 //! Read-modify-write operations hold a `std` mutex from their first read to their commit: one
 //! for queues (enqueue, ack, register, sweep: seq allocation and dedupe checks stay race-free),
-//! one for keys (a one-time prekey is handed out at most once), one for codes and one for
-//! accounts. Entries enqueued for a device after a re-registration removed it stay orphaned
+//! one for keys (a one-time prekey is handed out at most once), one for codes, one for
+//! accounts and one for groups (records and invites, group messages and their dedupe checks,
+//! receipts, group sweeps). Held together, they are taken in the order accounts, keys, groups,
+//! queues (a group message holds groups, then queues). Entries enqueued for a device after a re-registration removed it stay orphaned
 //! (device ids are never reused) until they expire and are swept.
 
 mod accounts;
@@ -62,8 +81,10 @@ mod codec;
 mod committer;
 mod durability;
 mod engine;
+mod groups;
 mod keys;
 mod queues;
+mod sweep;
 #[cfg(test)]
 mod tests;
 
@@ -71,14 +92,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use courier_protocol::http::{OneTimePreKey, SignedPreKey};
-use courier_protocol::{DeviceAddress, PhoneNumber, UserId};
+use courier_protocol::{DeviceAddress, GroupId, PhoneNumber, UserId};
 
 pub use self::durability::{Durability, InvalidDurability};
 
 use self::committer::GroupCommitter;
 use self::engine::Engine;
-use self::queues::SweepTarget;
+use self::sweep::SweepTarget;
 use crate::Store;
 use crate::error::{StoreError, StoreResult};
 use crate::model::*;
@@ -284,9 +306,85 @@ impl Store for EmbeddedStore {
             .map_err(StoreError::from)
     }
 
+    async fn put_group(&self, group: GroupRecord) -> StoreResult<()> {
+        self.write(move |e| e.put_group(group)).await
+    }
+
+    async fn group(&self, id: GroupId) -> StoreResult<Option<GroupRecord>> {
+        self.engine.group(id)
+    }
+
+    async fn group_by_invite(&self, code: &str) -> StoreResult<Option<GroupId>> {
+        self.engine.group_by_invite(code)
+    }
+
+    async fn last_group_message_seq(&self, group: GroupId) -> StoreResult<u64> {
+        self.engine.last_group_message_seq(group)
+    }
+
+    async fn enqueue_group_message(
+        &self,
+        group: GroupId,
+        message_seq: u64,
+        sender: (DeviceAddress, String),
+        body: Bytes,
+        expires_at: Millis,
+        entries: Vec<(DeviceAddress, NewEntry)>,
+    ) -> StoreResult<GroupEnqueueOutcome> {
+        self.write(move |e| {
+            e.enqueue_group_message(group, message_seq, sender, body, expires_at, entries)
+        })
+        .await
+    }
+
+    async fn group_message(
+        &self,
+        group: GroupId,
+        message_seq: u64,
+        now: Millis,
+    ) -> StoreResult<Option<Bytes>> {
+        self.engine.group_message(group, message_seq, now)
+    }
+
+    async fn group_message_seq(
+        &self,
+        group: GroupId,
+        sender: DeviceAddress,
+        client_message_id: &str,
+    ) -> StoreResult<Option<u64>> {
+        self.engine
+            .group_message_seq(group, sender, client_message_id)
+    }
+
+    async fn record_group_receipt(
+        &self,
+        group: GroupId,
+        message_seq: u64,
+        user: UserId,
+        kind: GroupReceiptKind,
+        at: Millis,
+    ) -> StoreResult<()> {
+        self.write(move |e| e.record_group_receipt(group, message_seq, user, kind, at))
+            .await
+    }
+
+    async fn group_receipts(
+        &self,
+        group: GroupId,
+        message_seq: u64,
+    ) -> StoreResult<Vec<GroupReceiptRecord>> {
+        self.engine.group_receipts(group, message_seq)
+    }
+
+    /// Sweeps every expiring keyspace; counts only the queue entries removed.
     async fn sweep_expired(&self, now: Millis) -> StoreResult<u64> {
-        let removed = self.sweep(SweepTarget::Queue, now).await?;
-        self.sweep(SweepTarget::Dedupe, now).await?;
-        Ok(removed)
+        let mut queue_entries = 0;
+        for target in SweepTarget::ALL {
+            let removed = self.sweep(target, now).await?;
+            if target == SweepTarget::Queue {
+                queue_entries = removed;
+            }
+        }
+        Ok(queue_entries)
     }
 }

@@ -1,31 +1,52 @@
-//! Device queues: sequence allocation, de-duplication, reads, acknowledgements and expiry.
+//! Device queues: sequence allocation, de-duplication, reads and acknowledgements (expiry is in
+//! `sweep`).
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::ops::Bound;
 
 use courier_protocol::DeviceAddress;
-use fjall::Keyspace;
+use fjall::OwnedWriteBatch;
 
 use super::codec::{
     DeviceKey, decode_dedupe, decode_entry, decode_queue_meta, dedupe_key, encode_dedupe,
-    encode_entry, encode_queue_meta, entry_expires_at, queue_key,
+    encode_entry, encode_queue_meta, queue_key,
 };
 use super::engine::{Engine, lock};
 use crate::error::StoreResult;
 use crate::model::{EnqueueOutcome, Millis, NewEntry, QueuedEntry};
 
-/// Which keyspace a sweep works through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum SweepTarget {
-    Queue,
-    Dedupe,
+/// An entry for a device queue with its keys built, ready for [`Engine::append_entries`].
+pub(super) struct KeyedEntry {
+    device: DeviceKey,
+    /// The `dedupe` key, if the entry has a de-duplication key.
+    dedupe: Option<Vec<u8>>,
+    entry: NewEntry,
 }
 
-/// One step of a sweep: expired keys found, and where to continue (`None`: done).
-pub(super) struct SweepScan {
-    pub expired: Vec<Vec<u8>>,
-    pub resume_after: Option<Vec<u8>>,
+impl KeyedEntry {
+    pub fn enqueued_at(&self) -> Millis {
+        self.entry.enqueued_at
+    }
+}
+
+/// Builds the keys of `entries`; `Invalid` (before any lock is taken) for an over-long client
+/// message id.
+pub(super) fn key_entries(entries: Vec<(DeviceAddress, NewEntry)>) -> StoreResult<Vec<KeyedEntry>> {
+    entries
+        .into_iter()
+        .map(|(address, entry)| {
+            let device = address.to_key();
+            let dedupe = match &entry.dedupe {
+                Some((sender, id)) => Some(dedupe_key(&device, sender, id)?),
+                None => None,
+            };
+            Ok(KeyedEntry {
+                device,
+                dedupe,
+                entry,
+            })
+        })
+        .collect()
 }
 
 impl Engine {
@@ -47,24 +68,34 @@ impl Engine {
         entries: Vec<(DeviceAddress, NewEntry)>,
     ) -> StoreResult<Vec<EnqueueOutcome>> {
         // Keys are built before taking the lock: an invalid id fails without waiting.
-        let keyed = entries
-            .into_iter()
-            .map(|(address, entry)| {
-                let device = address.to_key();
-                let dedupe = match &entry.dedupe {
-                    Some((sender, id)) => Some(dedupe_key(&device, sender, id)?),
-                    None => None,
-                };
-                Ok((device, dedupe, entry))
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
-
+        let keyed = key_entries(entries)?;
         let _queues = lock(&self.locks.queues);
+        let mut batch = self.batch();
+        let outcomes = self.append_entries(&mut batch, keyed)?;
+        batch.commit()?;
+        Ok(outcomes)
+    }
+
+    /// Adds `entries` to `batch` as [`Engine::enqueue`] would queue them: de-duplication checks,
+    /// sequence numbers after each queue's `queue_meta`, the entries, their dedupe records and
+    /// the new `queue_meta` records. Outcomes come in the order of `entries`.
+    ///
+    /// The caller holds the queues lock from before this call until `batch` is committed, and
+    /// puts no other `queue`, `queue_meta` or `dedupe` record in `batch`.
+    pub(super) fn append_entries(
+        &self,
+        batch: &mut OwnedWriteBatch,
+        entries: Vec<KeyedEntry>,
+    ) -> StoreResult<Vec<EnqueueOutcome>> {
         let mut next_seqs: HashMap<DeviceKey, (u64, u64)> = HashMap::new();
         let mut queued_now: HashMap<Vec<u8>, u64> = HashMap::new();
-        let mut outcomes = Vec::with_capacity(keyed.len());
-        let mut batch = self.batch();
-        for (device, dedupe, entry) in keyed {
+        let mut outcomes = Vec::with_capacity(entries.len());
+        for KeyedEntry {
+            device,
+            dedupe,
+            entry,
+        } in entries
+        {
             if let Some(key) = &dedupe {
                 if let Some(&seq) = queued_now.get(key) {
                     outcomes.push(EnqueueOutcome::Duplicate { seq });
@@ -102,7 +133,6 @@ impl Engine {
         for (device, (next, acked)) in next_seqs {
             batch.insert(&self.ks.queue_meta, device, encode_queue_meta(next, acked));
         }
-        batch.commit()?;
         Ok(outcomes)
     }
 
@@ -168,84 +198,5 @@ impl Engine {
 
     pub fn queue_len(&self, address: DeviceAddress) -> StoreResult<u64> {
         Engine::count_prefix(&self.ks.queue, &address.to_key())
-    }
-
-    fn sweep_keyspace(&self, target: SweepTarget) -> &Keyspace {
-        match target {
-            SweepTarget::Queue => &self.ks.queue,
-            SweepTarget::Dedupe => &self.ks.dedupe,
-        }
-    }
-
-    /// Scans up to `max_scanned` records after `resume_after` for ones expired at `now`.
-    pub fn scan_expired(
-        &self,
-        target: SweepTarget,
-        resume_after: Option<Vec<u8>>,
-        now: Millis,
-        max_scanned: usize,
-    ) -> StoreResult<SweepScan> {
-        let start = match resume_after {
-            Some(key) => Bound::Excluded(key),
-            None => Bound::Unbounded,
-        };
-        let mut expired = Vec::new();
-        let mut last = None;
-        let mut scanned = 0;
-        for guard in self
-            .sweep_keyspace(target)
-            .range::<Vec<u8>, _>((start, Bound::Unbounded))
-        {
-            let (key, value) = guard.into_inner()?;
-            if expires_at(target, &value)? <= now {
-                expired.push(key.to_vec());
-            }
-            scanned += 1;
-            if scanned == max_scanned {
-                last = Some(key.to_vec());
-                break;
-            }
-        }
-        Ok(SweepScan {
-            expired,
-            resume_after: last,
-        })
-    }
-
-    /// Removes the records of `keys` that still exist and are still expired at `now`; returns
-    /// how many it removed. Re-checked under the queues lock, so a record enqueue rewrote since
-    /// the scan, or an entry ack removed, is neither deleted nor counted.
-    pub fn remove_expired(
-        &self,
-        target: SweepTarget,
-        keys: Vec<Vec<u8>>,
-        now: Millis,
-    ) -> StoreResult<u64> {
-        let keyspace = self.sweep_keyspace(target);
-        let _queues = lock(&self.locks.queues);
-        let mut batch = self.batch();
-        let mut removed = 0;
-        for key in keys {
-            let Some(value) = keyspace.get(&key)? else {
-                continue;
-            };
-            if expires_at(target, &value)? > now {
-                continue;
-            }
-            match target {
-                SweepTarget::Queue => batch.remove_weak(keyspace, key),
-                SweepTarget::Dedupe => batch.remove(keyspace, key),
-            }
-            removed += 1;
-        }
-        batch.commit()?;
-        Ok(removed)
-    }
-}
-
-fn expires_at(target: SweepTarget, value: &[u8]) -> StoreResult<Millis> {
-    match target {
-        SweepTarget::Queue => entry_expires_at(value),
-        SweepTarget::Dedupe => decode_dedupe(value).map(|(_, expires_at)| expires_at),
     }
 }

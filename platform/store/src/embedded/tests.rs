@@ -6,12 +6,12 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use courier_protocol::{DeviceAddress, PhoneNumber};
+use courier_protocol::{DeviceAddress, GroupId, PhoneNumber, UserId};
 use tempfile::TempDir;
 
 use super::{Durability, EmbeddedStore};
 use crate::conformance::{BeforeReopen, T0, check_after_reopen, write_before_reopen};
-use crate::{Account, Device, EnqueueOutcome, NewEntry, Registration, Store};
+use crate::{Account, Device, EnqueueOutcome, GroupEnqueueOutcome, NewEntry, Registration, Store};
 
 async fn fresh(durability: Durability) -> (Arc<dyn Store>, TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -163,6 +163,86 @@ async fn sync_commits_writes_in_flight_together() {
     let process = EmbeddedStore::open(&dir.path().join("p"), Durability::Process).unwrap();
     process.register(&phone, "d", [1; 32], T0).await.unwrap();
     assert_eq!(process.journal_syncs(), 0, "process durability never syncs");
+}
+
+/// What "stored once" means on disk: N group messages of 4 KiB to 500 member devices leave N
+/// records in `group_messages` and 500 × N reference entries of a few bytes in `queue`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_body_is_stored_once_whatever_the_number_of_members() {
+    const MEMBERS: usize = 500;
+    const MESSAGES: u64 = 5;
+    const BODY: usize = 4096;
+    for durability in BOTH {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), durability).unwrap();
+        let group = GroupId::random();
+        let sender = DeviceAddress::new(UserId::random(), 1);
+        let members: Vec<DeviceAddress> = (0..MEMBERS)
+            .map(|_| DeviceAddress::new(UserId::random(), 1))
+            .collect();
+        for message_seq in 1..=MESSAGES {
+            let reference = Bytes::from(message_seq.to_be_bytes().to_vec());
+            let entries = members
+                .iter()
+                .map(|&member| {
+                    let entry = NewEntry {
+                        payload: reference.clone(),
+                        ..entry("")
+                    };
+                    (member, entry)
+                })
+                .collect();
+            let outcome = store
+                .enqueue_group_message(
+                    group,
+                    message_seq,
+                    (sender, format!("m{message_seq}")),
+                    Bytes::from(vec![message_seq as u8; BODY]),
+                    T0 + 1_000_000,
+                    entries,
+                )
+                .await
+                .unwrap();
+            assert!(
+                matches!(&outcome, GroupEnqueueOutcome::Queued { entries }
+                    if entries.iter().all(|e| *e == EnqueueOutcome::Queued { seq: message_seq })),
+                "{durability}: {outcome:?}"
+            );
+        }
+        let ks = &store.engine.ks;
+        assert_eq!(
+            ks.group_messages.len().unwrap(),
+            MESSAGES as usize,
+            "{durability}: one body per message"
+        );
+        let mut body_bytes = 0;
+        for guard in ks.group_messages.iter() {
+            body_bytes += guard.value().unwrap().len();
+        }
+        assert!(body_bytes < MESSAGES as usize * (BODY + 16));
+        assert_eq!(ks.group_dedupe.len().unwrap(), MESSAGES as usize);
+        assert_eq!(
+            store.count_queued_entries().await.unwrap(),
+            MEMBERS as u64 * MESSAGES,
+            "{durability}: one reference per member and message"
+        );
+        for guard in ks.queue.iter() {
+            let value = guard.value().unwrap();
+            assert!(
+                value.len() <= 32,
+                "{durability}: a reference entry of {} bytes",
+                value.len()
+            );
+        }
+        for message_seq in 1..=MESSAGES {
+            let body = store
+                .group_message(group, message_seq, T0)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(body, Bytes::from(vec![message_seq as u8; BODY]));
+        }
+    }
 }
 
 // ---- kill -9 ------------------------------------------------------------------------------

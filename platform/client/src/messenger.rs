@@ -1,0 +1,416 @@
+//! A connected device: [`Messenger`] sends frames and waits for their answers, and a task
+//! reads the connection, turning server frames into [`Event`]s (deliveries are handled and
+//! recorded by the [`Client`] before they are acknowledged).
+//!
+//! Requests carry a request id; the answer (`SendResult`, `GroupResult`, `MessageInfo`, or an
+//! `Error`) is handed to whoever waits for that id.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use courier_protocol::v1::{
+    Ack, ClientFrame, Content, ErrorCode, GroupResult, MessageInfo, ReceiptType, SendMessage,
+    SendReceipt, SendResult, SetPresencePrivacy, SubscribePresence, Text, Typing, Visibility,
+    client_frame, content, server_frame,
+};
+use courier_protocol::{DeviceId, UserId};
+use prost::Message as _;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::client::{Client, Event, Sent, now_ms};
+use crate::connection::{GatewayConnection, Incoming};
+use crate::error::{ClientError, ClientResult};
+use crate::history::HistoryRecord;
+
+/// What answers a request: a `SendResult`, `GroupResult` or `MessageInfo` with its id.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Send(SendResult),
+    Group(GroupResult),
+    Info(MessageInfo),
+}
+
+impl Answer {
+    /// The answer's status; any non-OK one as [`ClientError::Rejected`].
+    pub(crate) fn check(&self) -> ClientResult<()> {
+        match self {
+            Answer::Send(result) => check_status(result.status, &result.message),
+            Answer::Group(result) => check_status(result.status, &result.message),
+            Answer::Info(info) => check_status(info.status, &info.message),
+        }
+    }
+}
+
+/// An answer's status field; any non-OK code as [`ClientError::Rejected`].
+pub(crate) fn check_status(status: i32, message: &str) -> ClientResult<()> {
+    match ErrorCode::try_from(status) {
+        Ok(ErrorCode::Ok) => Ok(()),
+        code => Err(ClientError::Rejected {
+            code: code.unwrap_or(ErrorCode::Internal),
+            message: message.to_owned(),
+        }),
+    }
+}
+
+type Waiter = oneshot::Sender<ClientResult<Answer>>;
+type Pending = Arc<Mutex<HashMap<u64, Waiter>>>;
+
+fn lock_pending(pending: &Pending) -> MutexGuard<'_, HashMap<u64, Waiter>> {
+    pending
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Hands an answer to the request waiting for it, if any.
+fn answer(pending: &Pending, request_id: u64, answer: Answer) {
+    if let Some(waiter) = lock_pending(pending).remove(&request_id) {
+        // The caller may have given up waiting; the answer is of no use then.
+        let _ = waiter.send(Ok(answer));
+    }
+}
+
+/// A connected device: sends messages and control frames.
+pub struct Messenger {
+    pub(crate) client: Client,
+    frames: mpsc::Sender<ClientFrame>,
+    pending: Pending,
+    next_request: AtomicU64,
+    task: tokio::task::JoinHandle<()>,
+    /// Group sends one at a time: key rotation and distribution are not interleaved.
+    pub(crate) group_sends: tokio::sync::Mutex<()>,
+}
+
+impl Messenger {
+    /// Starts the task that runs `connection`; events arrive on the receiver until it closes.
+    pub(crate) fn start(
+        client: Client,
+        connection: GatewayConnection,
+    ) -> (Messenger, mpsc::Receiver<Event>) {
+        let (events_tx, events_rx) = mpsc::channel(1024);
+        let (frames_tx, frames_rx) = mpsc::channel(256);
+        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let task = tokio::spawn(run_connection(
+            client.clone(),
+            connection,
+            frames_rx,
+            events_tx,
+            Arc::clone(&pending),
+        ));
+        let messenger = Messenger {
+            client,
+            frames: frames_tx,
+            pending,
+            next_request: AtomicU64::new(1),
+            task,
+            group_sends: tokio::sync::Mutex::new(()),
+        };
+        (messenger, events_rx)
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Sends a text message to every device of `to`, end-to-end encrypted; returns once the
+    /// server has queued it ("sent").
+    pub async fn send_text(&self, to: UserId, text: &str) -> ClientResult<Sent> {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.client.inner.history.append(&HistoryRecord::message(
+            &id,
+            now_ms(),
+            true,
+            to.to_string(),
+            text,
+        ))?;
+        let plaintext = Content {
+            body: Some(content::Body::Text(Text {
+                body: text.to_owned(),
+            })),
+        }
+        .encode_to_vec();
+        let (sent, _) = self.send_content(to, &id, &plaintext).await?;
+        self.client.inner.history.append(&HistoryRecord::status(
+            &id,
+            sent.server_timestamp_ms,
+            "sent",
+            None,
+        ))?;
+        Ok(sent)
+    }
+
+    /// Sends `plaintext` (an encoded `Content`) to every device of `to` over the pairwise
+    /// sessions; returns once it is "sent", with the devices it went to.
+    pub(crate) async fn send_content(
+        &self,
+        to: UserId,
+        id: &str,
+        plaintext: &[u8],
+    ) -> ClientResult<(Sent, Vec<DeviceId>)> {
+        if !self.client.has_session_with(to) {
+            self.client.ensure_sessions(to, None).await?;
+        }
+        // A device mismatch (the recipient added or replaced a device) is repaired and retried.
+        for _ in 0..3 {
+            let ciphertexts = self.client.encrypt_for(to, plaintext)?;
+            let devices: Vec<DeviceId> = ciphertexts.iter().map(|c| c.device_id).collect();
+            let frame = client_frame::Body::Send(SendMessage {
+                recipient: to.to_string(),
+                client_message_id: id.to_owned(),
+                timestamp_ms: now_ms(),
+                ciphertexts,
+            });
+            let result = self.request(frame).await?;
+            match ErrorCode::try_from(result.status) {
+                Ok(ErrorCode::Ok) => {
+                    let sent = Sent {
+                        id: id.to_owned(),
+                        server_timestamp_ms: result.server_timestamp_ms,
+                        duplicate: result.duplicate,
+                    };
+                    return Ok((sent, devices));
+                }
+                Ok(ErrorCode::DeviceMismatch) => {
+                    self.client.drop_sessions(to, &result.stale_devices)?;
+                    if !result.missing_devices.is_empty() {
+                        self.client
+                            .ensure_sessions(to, Some(&result.missing_devices))
+                            .await?;
+                    }
+                }
+                code => {
+                    return Err(ClientError::Rejected {
+                        code: code.unwrap_or(ErrorCode::Internal),
+                        message: result.message,
+                    });
+                }
+            }
+        }
+        Err(ClientError::Rejected {
+            code: ErrorCode::DeviceMismatch,
+            message: "recipient devices kept changing".into(),
+        })
+    }
+
+    /// Tells `sender` that this user read these messages.
+    pub async fn mark_read(&self, sender: UserId, ids: Vec<String>) -> ClientResult<()> {
+        let frame = client_frame::Body::Receipt(SendReceipt {
+            recipient: sender.to_string(),
+            r#type: ReceiptType::Read as i32,
+            client_message_ids: ids,
+            group_id: String::new(),
+        });
+        self.expect_ok(frame).await
+    }
+
+    pub async fn typing(&self, to: UserId, typing: bool) -> ClientResult<()> {
+        let frame = client_frame::Body::Typing(Typing {
+            recipient: to.to_string(),
+            typing,
+        });
+        self.fire(frame).await
+    }
+
+    pub async fn subscribe_presence(&self, users: &[UserId]) -> ClientResult<()> {
+        let frame = client_frame::Body::SubscribePresence(SubscribePresence {
+            users: users.iter().map(|u| u.to_string()).collect(),
+        });
+        self.fire(frame).await
+    }
+
+    pub async fn set_last_seen_visible(&self, visible: bool) -> ClientResult<()> {
+        let last_seen = if visible {
+            Visibility::Everyone
+        } else {
+            Visibility::Nobody
+        };
+        let frame = client_frame::Body::SetPresencePrivacy(SetPresencePrivacy {
+            last_seen: last_seen as i32,
+        });
+        self.expect_ok(frame).await
+    }
+
+    pub(crate) async fn expect_ok(&self, body: client_frame::Body) -> ClientResult<()> {
+        self.request_any(body).await?.check()
+    }
+
+    async fn fire(&self, body: client_frame::Body) -> ClientResult<()> {
+        let frame = ClientFrame {
+            request_id: 0,
+            body: Some(body),
+        };
+        self.frames
+            .send(frame)
+            .await
+            .map_err(|_| ClientError::Transport("connection closed".into()))
+    }
+
+    /// Sends a request answered by a `SendResult`.
+    pub(crate) async fn request(&self, body: client_frame::Body) -> ClientResult<SendResult> {
+        match self.request_any(body).await? {
+            Answer::Send(result) => Ok(result),
+            other => {
+                other.check()?;
+                Err(ClientError::Protocol(format!(
+                    "expected a SendResult, got {other:?}"
+                )))
+            }
+        }
+    }
+
+    /// Sends a request and waits for whatever answers it.
+    pub(crate) async fn request_any(&self, body: client_frame::Body) -> ClientResult<Answer> {
+        let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock_pending(&self.pending).insert(request_id, tx);
+        let frame = ClientFrame {
+            request_id,
+            body: Some(body),
+        };
+        if self.frames.send(frame).await.is_err() {
+            lock_pending(&self.pending).remove(&request_id);
+            return Err(ClientError::Transport("connection closed".into()));
+        }
+        rx.await
+            .map_err(|_| ClientError::Transport("connection closed before the answer".into()))?
+    }
+
+    /// Closes the connection.
+    pub async fn close(self) {
+        drop(self.frames);
+        // The task ends when the frame channel closes; its result carries nothing.
+        let _ = self.task.await;
+    }
+}
+
+/// Reads frames and writes queued client frames until the connection ends.
+async fn run_connection(
+    client: Client,
+    mut connection: GatewayConnection,
+    mut frames: mpsc::Receiver<ClientFrame>,
+    events: mpsc::Sender<Event>,
+    pending: Pending,
+) {
+    let end = loop {
+        tokio::select! {
+            outgoing = frames.recv() => {
+                let Some(frame) = outgoing else {
+                    connection.close().await;
+                    break Event::Closed { code: 1000, reason: "closed by the client".into() };
+                };
+                if let Err(error) = connection.send(&frame).await {
+                    break Event::Closed { code: 1006, reason: error.to_string() };
+                }
+            }
+            incoming = connection.recv() => {
+                let frame = match incoming {
+                    Ok(Incoming::Frame(frame)) => frame,
+                    Ok(Incoming::Closed { code, reason }) => break Event::Closed { code, reason },
+                    Err(error) => break Event::Closed { code: 1006, reason: error.to_string() },
+                };
+                match handle_frame(&client, &mut connection, &events, &pending, frame).await {
+                    Ok(()) => {}
+                    Err(error) => break Event::Closed { code: 1006, reason: error.to_string() },
+                }
+            }
+        }
+    };
+    for (_, waiter) in lock_pending(&pending).drain() {
+        // The waiter may have given up; nothing to tell then.
+        let _ = waiter.send(Err(ClientError::Transport("connection closed".into())));
+    }
+    // The application may have stopped listening; the connection is over either way.
+    let _ = events.send(end).await;
+}
+
+async fn handle_frame(
+    client: &Client,
+    connection: &mut GatewayConnection,
+    events: &mpsc::Sender<Event>,
+    pending: &Pending,
+    frame: courier_protocol::v1::ServerFrame,
+) -> ClientResult<()> {
+    let Some(body) = frame.body else {
+        return Ok(());
+    };
+    let event = match body {
+        server_frame::Body::SendResult(result) => {
+            answer(pending, result.request_id, Answer::Send(result));
+            None
+        }
+        server_frame::Body::GroupResult(result) => {
+            answer(pending, result.request_id, Answer::Group(result));
+            None
+        }
+        server_frame::Body::MessageInfo(info) => {
+            answer(pending, info.request_id, Answer::Info(info));
+            None
+        }
+        server_frame::Body::Error(error) => {
+            let code = ErrorCode::try_from(error.code).unwrap_or(ErrorCode::Internal);
+            let waiter = lock_pending(pending).remove(&error.request_id);
+            match waiter {
+                Some(waiter) => {
+                    let _ = waiter.send(Err(ClientError::Rejected {
+                        code,
+                        message: error.message,
+                    }));
+                    None
+                }
+                None => Some(Event::ServerError {
+                    code,
+                    message: error.message,
+                }),
+            }
+        }
+        server_frame::Body::Delivery(delivery) => {
+            let seq = delivery.seq;
+            let event = match delivery.content {
+                Some(content) => client.receive(content)?,
+                None => None,
+            };
+            if let Some(keys) = client.replenish_if_low()? {
+                let api = client.api().clone();
+                let credentials = client.credentials();
+                tokio::spawn(async move {
+                    if let Err(error) = api.add_one_time_prekeys(&credentials, keys).await {
+                        tracing::warn!(%error, "could not upload new one-time prekeys");
+                    }
+                });
+            }
+            // The event is handed over before the ack: an ack means "the application has it".
+            if let Some(event) = event
+                && events.send(event).await.is_err()
+            {
+                return Err(ClientError::Transport("event receiver dropped".into()));
+            }
+            let ack = ClientFrame {
+                request_id: 0,
+                body: Some(client_frame::Body::Ack(Ack { up_to_seq: seq })),
+            };
+            connection.send(&ack).await?;
+            return Ok(());
+        }
+        server_frame::Body::QueueEmpty(_) => Some(Event::QueueEmpty),
+        server_frame::Body::Typing(typing) => {
+            typing.from_user.parse().ok().map(|from| Event::Typing {
+                from,
+                typing: typing.typing,
+            })
+        }
+        server_frame::Body::Presence(presence) => {
+            presence.user.parse().ok().map(|user| Event::Presence {
+                user,
+                online: presence.online,
+                last_seen_ms: presence.last_seen_ms,
+            })
+        }
+        server_frame::Body::Welcome(_) | server_frame::Body::Pong(_) => None,
+    };
+    if let Some(event) = event
+        && events.send(event).await.is_err()
+    {
+        return Err(ClientError::Transport("event receiver dropped".into()));
+    }
+    Ok(())
+}

@@ -498,3 +498,84 @@ async fn senders_learn_who_received_and_read_a_group_message() {
     let leave = bob.update(&id, group_update::Change::Leave(Leave {})).await;
     assert_eq!(leave.status, ErrorCode::Ok as i32);
 }
+
+#[tokio::test]
+async fn concurrent_adds_and_removes_converge_to_one_state_seen_the_same_way() {
+    let server = TestServer::start().await;
+    let mut admin = Device::connect(&server).await;
+    let mut second = Device::connect(&server).await;
+    let mut watcher = Device::connect(&server).await;
+    let mut joiners = Vec::new();
+    for _ in 0..6 {
+        joiners.push(server.register(&unique_phone()).await.user_id());
+    }
+    let group = admin
+        .create(
+            "busy",
+            &[second.user(), watcher.user(), joiners[0], joiners[1]],
+        )
+        .await;
+    let id = group.group_id.clone();
+    admin
+        .update(&id, group_update::Change::Promote(users(&[second.user()])))
+        .await;
+    // Two admins change the membership at the same time.
+    let (a, b) = tokio::join!(
+        admin.update(&id, group_update::Change::AddMembers(users(&joiners[2..4]))),
+        second.update(
+            &id,
+            group_update::Change::RemoveMembers(users(&joiners[0..2]))
+        ),
+    );
+    assert_eq!(a.status, ErrorCode::Ok as i32, "{}", a.message);
+    assert_eq!(b.status, ErrorCode::Ok as i32, "{}", b.message);
+    let (c, d) = tokio::join!(
+        admin.update(&id, group_update::Change::AddMembers(users(&joiners[4..6]))),
+        second.update(
+            &id,
+            group_update::Change::RemoveMembers(users(&joiners[2..3]))
+        ),
+    );
+    assert_eq!(c.status, ErrorCode::Ok as i32, "{}", c.message);
+    assert_eq!(d.status, ErrorCode::Ok as i32, "{}", d.message);
+
+    // One final state, whatever the interleaving.
+    let info = admin
+        .group(client_frame::Body::GetGroup(GroupInfoRequest {
+            group_id: id.clone(),
+        }))
+        .await
+        .group
+        .unwrap();
+    let mut members: Vec<String> = info.members.iter().map(|m| m.user.clone()).collect();
+    members.sort();
+    let mut expected: Vec<String> = [admin.user(), second.user(), watcher.user()]
+        .iter()
+        .chain(&joiners[3..6])
+        .map(|u| u.to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(members, expected);
+
+    // Every member saw the same changes in the same order, ending in that state.
+    let final_revision = info.revision;
+    for device in [&mut admin, &mut second, &mut watcher] {
+        device
+            .until(|d| d.events.iter().any(|e| e.revision == final_revision))
+            .await;
+    }
+    let history = |d: &Device| -> Vec<(u64, i32, Vec<String>)> {
+        d.events
+            .iter()
+            .map(|e| (e.revision, e.kind, e.users.clone()))
+            .collect()
+    };
+    assert_eq!(history(&admin), history(&watcher));
+    assert_eq!(history(&second), history(&watcher));
+    let revisions: Vec<u64> = watcher.events.iter().map(|e| e.revision).collect();
+    assert_eq!(
+        revisions,
+        (1..=final_revision).collect::<Vec<_>>(),
+        "no gaps, no repeats"
+    );
+}

@@ -375,3 +375,82 @@ fn acknowledged_writes_survive_kill_9() {
         });
     }
 }
+
+/// Bytes of keys and values held in the keyspaces that carry messages.
+fn message_bytes(store: &EmbeddedStore) -> u64 {
+    let ks = &store.engine.ks;
+    [&ks.queue, &ks.group_messages, &ks.group_dedupe]
+        .into_iter()
+        .flat_map(|keyspace| keyspace.iter())
+        .map(|guard| {
+            let (key, value) = guard.into_inner().unwrap();
+            (key.len() + value.len()) as u64
+        })
+        .sum()
+}
+
+/// What a group message to 1,023 members costs in storage, stored once and referenced, next to
+/// what 1,023 copies would cost. Prints the figures (see docs/benchmarks.md).
+#[tokio::test]
+async fn a_group_message_costs_a_fraction_of_its_copies_in_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), Durability::Process).unwrap();
+    let members: Vec<DeviceAddress> = (0..1023)
+        .map(|_| DeviceAddress::new(UserId::random(), 1))
+        .collect();
+    // A 200-byte ciphertext in its envelope, as the server stores it (~330 bytes), and the
+    // reference the server queues for it (a group id and a number, ~45 bytes).
+    let body = Bytes::from(vec![0x42u8; 330]);
+    let reference = Bytes::from(vec![0x7au8; 45]);
+    let group = GroupId::random();
+    let sender = DeviceAddress::new(UserId::random(), 1);
+    let entries = members
+        .iter()
+        .map(|m| {
+            (
+                *m,
+                NewEntry {
+                    payload: reference.clone(),
+                    ..entry("")
+                },
+            )
+        })
+        .collect();
+    let outcome = store
+        .enqueue_group_message(
+            group,
+            1,
+            (sender, "m1".into()),
+            body.clone(),
+            T0 + 1_000_000,
+            entries,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(outcome, GroupEnqueueOutcome::Queued { .. }));
+    let by_reference = message_bytes(&store);
+
+    let copies = members
+        .iter()
+        .map(|m| {
+            (
+                *m,
+                NewEntry {
+                    payload: body.clone(),
+                    ..entry("")
+                },
+            )
+        })
+        .collect();
+    store.enqueue(copies).await.unwrap();
+    let by_copy = message_bytes(&store) - by_reference;
+    println!(
+        "group message to 1023 members: {by_reference} bytes (body once + {} per member), \
+         {by_copy} bytes as copies",
+        (by_reference - 330) / 1023
+    );
+    assert!(
+        by_reference * 3 < by_copy,
+        "references ({by_reference} B) should cost far less than copies ({by_copy} B)"
+    );
+}

@@ -24,6 +24,12 @@ use crate::sampler::ProcessSampler;
 
 /// Runs agent `index` of `plan`, writing its result to `result_path`.
 pub async fn run(plan: Plan, index: u32, result_path: &Path) -> anyhow::Result<()> {
+    if plan.encrypt {
+        let result = crate::encrypted::chat(&plan, index).await?;
+        std::fs::write(result_path, serde_json::to_vec(&result)?)?;
+        println!("DONE");
+        return Ok(());
+    }
     let api = Api::new(&plan.server)?;
     let (first, count) = plan.slice(index);
     std::fs::create_dir_all(&plan.users_cache)
@@ -63,7 +69,7 @@ pub async fn run(plan: Plan, index: u32, result_path: &Path) -> anyhow::Result<(
     Ok(())
 }
 
-fn source(plan: &Plan, i: usize) -> Option<IpAddr> {
+pub(crate) fn source(plan: &Plan, i: usize) -> Option<IpAddr> {
     (!plan.source_ips.is_empty()).then(|| plan.source_ips[i % plan.source_ips.len()])
 }
 
@@ -87,12 +93,12 @@ async fn connect_all(
 }
 
 /// Announces readiness and waits for the controller's `GO`.
-async fn ready_and_wait() -> anyhow::Result<()> {
+pub(crate) async fn ready_and_wait() -> anyhow::Result<()> {
     wait_for_line("READY", "GO").await
 }
 
 /// Prints `announce` and waits until the controller writes `expected` on stdin.
-async fn wait_for_line(announce: &str, expected: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_for_line(announce: &str, expected: &str) -> anyhow::Result<()> {
     println!("{announce}");
     let mut line = String::new();
     loop {
@@ -116,7 +122,7 @@ async fn wait_for_line(announce: &str, expected: &str) -> anyhow::Result<()> {
 }
 
 /// Rotates intervals each second, printing them and sampling this process, until `stop`.
-fn start_ticker(
+pub(crate) fn start_ticker(
     recorder: Arc<Recorder>,
     started: Instant,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -149,7 +155,7 @@ fn start_ticker(
     })
 }
 
-fn parameters(plan: &Plan) -> serde_json::Value {
+pub(crate) fn parameters(plan: &Plan) -> serde_json::Value {
     let mut value = serde_json::to_value(plan).unwrap_or_default();
     if let Some(map) = value.as_object_mut() {
         map.remove("admin_token");
@@ -288,7 +294,7 @@ impl LinkHandle {
     }
 }
 
-fn behind_schedule_note(result: &mut RunResult) {
+pub(crate) fn behind_schedule_note(result: &mut RunResult) {
     let lag = result
         .latency
         .get(crate::result::series::SEND_LAG)

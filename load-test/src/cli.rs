@@ -113,6 +113,9 @@ struct RunArgs {
     /// Where registered load users are kept for the next runs.
     #[arg(long, default_value = ".courier-load/users")]
     users_cache: PathBuf,
+    /// Chat: encrypt every message for real with the client SDK (loads the generator too).
+    #[arg(long)]
+    encrypt: bool,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -178,6 +181,7 @@ impl RunArgs {
             thresholds: self.thresholds,
             out: self.out,
             users_cache: self.users_cache,
+            encrypt: self.encrypt,
         })
     }
 }

@@ -7,6 +7,7 @@
 //! - [`controller`]: starts agents, live progress, samples the server, merges, reports.
 //! - [`agent`]: one process's share of the users, per scenario (chat, idle, churn, storm).
 //! - [`driver`]: one load connection (scheduled writer, timing reader).
+//! - [`encrypted`]: the chat scenario with real end-to-end encryption through the client SDK.
 //! - [`provision`]: registering load users through the real API.
 //! - [`recorder`]: counters and HdrHistograms per interval.
 //! - [`sampler`]: CPU and memory of processes from `/proc`.
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod controller;
 pub mod driver;
 pub mod echo;
+pub mod encrypted;
 pub mod merge;
 pub mod plan;
 pub mod profile;

@@ -75,6 +75,11 @@ pub struct Plan {
     /// codes per number, so users are registered once and reused).
     #[serde(default = "default_users_cache")]
     pub users_cache: PathBuf,
+    /// Chat only: encrypt every message for real with the client SDK (X3DH, Double Ratchet)
+    /// instead of sending pre-encrypted payloads. Measures the whole path including client
+    /// cryptography, which then also loads the generator.
+    #[serde(default)]
+    pub encrypt: bool,
 }
 
 fn default_users_cache() -> PathBuf {
@@ -101,6 +106,12 @@ impl Plan {
         }
         if !(self.duration_secs.is_finite() && self.duration_secs > 0.0) {
             return Err("duration must be positive".into());
+        }
+        if self.encrypt && self.scenario != ScenarioKind::Chat {
+            return Err("--encrypt applies to the chat scenario".into());
+        }
+        if self.encrypt && self.model == Model::Closed {
+            return Err("--encrypt runs the open model only".into());
         }
         if self.scenario == ScenarioKind::Group && self.agents != 1 {
             return Err("the group scenario runs in one agent (it times the last arrival)".into());

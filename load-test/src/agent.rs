@@ -8,17 +8,16 @@
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use courier_client::Api;
 
 use crate::driver::{self, Command, Link, LinkSettings};
+use crate::open_loop;
 use crate::plan::{Model, Plan, ScenarioKind};
-use crate::profile::Schedule;
 use crate::provision::{self, LoadUser};
-use crate::recorder::{Counter, Recorder, unix_micros};
+use crate::recorder::{Recorder, unix_micros};
 use crate::result::RunResult;
 use crate::sampler::ProcessSampler;
 
@@ -180,57 +179,32 @@ async fn chat(
             i - 1
         }]
     };
-    let warmup = plan.warmup_secs.max(0.0);
-    let total = warmup + plan.duration_secs;
-    let mut schedule = Schedule::new(plan.profile.scaled(share), total);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let start_us = unix_micros();
-    let started = Instant::now();
-    let mut ticker = None;
-    let next_id = AtomicU64::new(1);
-    match plan.model {
+    let phase = match plan.model {
         Model::Open => {
             let mut cursor = 0usize;
-            let mut tick = tokio::time::interval(Duration::from_millis(1));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                tick.tick().await;
-                let t = started.elapsed().as_secs_f64();
-                if ticker.is_none() && t >= warmup {
-                    recorder.start_measuring();
-                    ticker = Some(start_ticker(
-                        Arc::clone(recorder),
-                        Instant::now(),
-                        stop_rx.clone(),
-                    ));
-                }
-                let due = schedule.due(t);
-                recorder.count(Counter::Target, due.len() as u64);
-                for offset in due {
+            open_loop::run(
+                plan.profile.scaled(share),
+                plan.warmup_secs,
+                plan.duration_secs,
+                recorder,
+                |n, scheduled_us| {
                     let i = cursor % links.len();
                     cursor += 1;
                     let command = Command::Send {
-                        scheduled_us: start_us + (offset * 1e6) as u64,
+                        scheduled_us,
                         to: partner(i),
-                        id: next_id.fetch_add(1, Ordering::Relaxed),
+                        id: n + 1,
                     };
                     if !links[i].0.offer(command) {
                         recorder.error("generator_backlog");
                     }
-                }
-                if t >= total {
-                    break;
-                }
-            }
+                },
+            )
+            .await
         }
         Model::Closed => {
-            recorder.start_measuring();
-            ticker = Some(start_ticker(
-                Arc::clone(recorder),
-                Instant::now(),
-                stop_rx.clone(),
-            ));
-            let deadline = started + Duration::from_secs_f64(plan.duration_secs);
+            let phase = open_loop::Phase::measure_now(recorder);
+            let deadline = Instant::now() + Duration::from_secs_f64(plan.duration_secs);
             let mut tasks = Vec::new();
             for (i, (link, permits)) in links.iter().enumerate() {
                 let Some(permits) = permits.clone() else {
@@ -261,15 +235,11 @@ async fn chat(
                 // A task ends at the deadline or when its connection is gone.
                 let _ = task.await;
             }
+            phase
         }
-    }
-    // Let messages in flight arrive before the books close.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let _ = stop_tx.send(true);
-    let generator = match ticker {
-        Some(ticker) => ticker.await.unwrap_or_default(),
-        None => Vec::new(),
     };
+    // Let messages in flight arrive before the books close.
+    let generator = phase.finish(Duration::from_secs(2)).await;
     let mut result = recorder.finish("chat", parameters(plan));
     // Rates are over the scheduled phase; the grace period after it only adds late arrivals.
     result.duration_secs = plan.duration_secs;
@@ -329,11 +299,11 @@ async fn idle(
     recorder.start_measuring();
     let links = connect_all(plan, users, settings, recorder).await?;
     ready_and_wait().await?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let ticker = start_ticker(Arc::clone(recorder), Instant::now(), stop_rx);
-    tokio::time::sleep(Duration::from_secs_f64(plan.duration_secs)).await;
-    let _ = stop_tx.send(true);
-    let generator = ticker.await.unwrap_or_default();
+    // Connections were counted while they opened; the phase only adds the ticker.
+    let phase = open_loop::Phase::measure_now(recorder);
+    let generator = phase
+        .finish(Duration::from_secs_f64(plan.duration_secs))
+        .await;
     let mut result = recorder.finish("idle", parameters(plan));
     result.generator = generator;
     result
@@ -353,23 +323,14 @@ async fn churn(
     share: f64,
 ) -> anyhow::Result<RunResult> {
     ready_and_wait().await?;
-    recorder.start_measuring();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let started = Instant::now();
-    let ticker = start_ticker(Arc::clone(recorder), started, stop_rx);
-    let mut schedule = Schedule::new(plan.profile.scaled(share), plan.duration_secs);
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut cursor = 0usize;
     let mut tasks = tokio::task::JoinSet::new();
-    loop {
-        tick.tick().await;
-        let t = started.elapsed().as_secs_f64();
-        let due = schedule.due(t);
-        recorder.count(Counter::Target, due.len() as u64);
-        for _ in due {
-            let i = cursor % users.len();
-            cursor += 1;
+    let phase = open_loop::run(
+        plan.profile.scaled(share),
+        0.0,
+        plan.duration_secs,
+        recorder,
+        |n, _scheduled| {
+            let i = n as usize % users.len();
             let user = users[i].clone();
             let bind = source(plan, i);
             let settings = settings.clone();
@@ -380,15 +341,12 @@ async fn churn(
                     Err(error) => recorder.error(format!("connect:{}", error_kind(&error))),
                 }
             });
-        }
-        while tasks.try_join_next().is_some() {}
-        if t >= plan.duration_secs {
-            break;
-        }
-    }
+            while tasks.try_join_next().is_some() {}
+        },
+    )
+    .await;
     while tasks.join_next().await.is_some() {}
-    let _ = stop_tx.send(true);
-    let generator = ticker.await.unwrap_or_default();
+    let generator = phase.finish(Duration::ZERO).await;
     let mut result = recorder.finish("churn", parameters(plan));
     result.generator = generator;
     behind_schedule_note(&mut result);
@@ -448,10 +406,8 @@ async fn storm(
         link.close();
     }
     ready_and_wait().await?;
-    recorder.start_measuring();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let phase = open_loop::Phase::measure_now(recorder);
     let started = Instant::now();
-    let ticker = start_ticker(Arc::clone(recorder), started, stop_rx);
     let storm_plan = Plan {
         connect_concurrency: recipients.len().max(1),
         ..plan.clone()
@@ -468,8 +424,7 @@ async fn storm(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    let _ = stop_tx.send(true);
-    let generator = ticker.await.unwrap_or_default();
+    let generator = phase.finish(Duration::ZERO).await;
     let mut result = recorder.finish("storm", parameters(plan));
     result.generator = generator;
     result
@@ -555,50 +510,24 @@ async fn group(
     };
     let links = connect_all(plan, users, &settings, recorder).await?;
     ready_and_wait().await?;
-    let warmup = plan.warmup_secs.max(0.0);
-    let total = warmup + plan.duration_secs;
-    let mut schedule = Schedule::new(plan.profile.clone(), total);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let start_us = unix_micros();
-    let started = Instant::now();
-    let mut ticker = None;
-    let mut id = 0u64;
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tick.tick().await;
-        let t = started.elapsed().as_secs_f64();
-        if ticker.is_none() && t >= warmup {
-            recorder.start_measuring();
-            ticker = Some(start_ticker(
-                Arc::clone(recorder),
-                Instant::now(),
-                stop_rx.clone(),
-            ));
-        }
-        let due = schedule.due(t);
-        recorder.count(Counter::Target, due.len() as u64);
-        for offset in due {
-            id += 1;
+    let phase = open_loop::run(
+        plan.profile.clone(),
+        plan.warmup_secs,
+        plan.duration_secs,
+        recorder,
+        |n, scheduled_us| {
             let command = Command::GroupSend {
-                scheduled_us: start_us + (offset * 1e6) as u64,
+                scheduled_us,
                 group,
-                id,
+                id: n + 1,
             };
             if !links[0].0.offer(command) {
                 recorder.error("generator_backlog");
             }
-        }
-        if t >= total {
-            break;
-        }
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let _ = stop_tx.send(true);
-    let generator = match ticker {
-        Some(ticker) => ticker.await.unwrap_or_default(),
-        None => Vec::new(),
-    };
+        },
+    )
+    .await;
+    let generator = phase.finish(Duration::from_secs(3)).await;
     let mut result = recorder.finish("group", parameters(plan));
     result.duration_secs = plan.duration_secs;
     result.generator = generator;

@@ -11,11 +11,9 @@ use courier_client::{Api, Client, ConnectOptions, Event, Messenger, StateFile};
 use courier_protocol::UserId;
 use futures_util::StreamExt;
 
-use crate::agent::{
-    behind_schedule_note, parameters, ready_and_wait, source, start_ticker, wait_for_line,
-};
+use crate::agent::{behind_schedule_note, parameters, ready_and_wait, source, wait_for_line};
+use crate::open_loop;
 use crate::plan::Plan;
-use crate::profile::Schedule;
 use crate::provision::phone_of;
 use crate::recorder::{Counter, Recorder, unix_micros};
 use crate::result::{RunResult, series};
@@ -98,33 +96,13 @@ pub async fn chat(plan: &Plan, index: u32) -> anyhow::Result<RunResult> {
         messengers[j].1
     };
     let share = 1.0 / f64::from(plan.agents);
-    let warmup = plan.warmup_secs.max(0.0);
-    let total = warmup + plan.duration_secs;
-    let mut schedule = Schedule::new(plan.profile.scaled(share), total);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let start_us = unix_micros();
-    let started = Instant::now();
-    let mut ticker = None;
-    let mut cursor = 0usize;
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tick.tick().await;
-        let t = started.elapsed().as_secs_f64();
-        if ticker.is_none() && t >= warmup {
-            recorder.start_measuring();
-            ticker = Some(start_ticker(
-                Arc::clone(&recorder),
-                Instant::now(),
-                stop_rx.clone(),
-            ));
-        }
-        let due = schedule.due(t);
-        recorder.count(Counter::Target, due.len() as u64);
-        for offset in due {
-            let i = cursor % messengers.len();
-            cursor += 1;
-            let scheduled = start_us + (offset * 1e6) as u64;
+    let phase = open_loop::run(
+        plan.profile.scaled(share),
+        plan.warmup_secs,
+        plan.duration_secs,
+        &recorder,
+        |n, scheduled| {
+            let i = n as usize % messengers.len();
             let messenger = Arc::clone(&messengers[i].0);
             let to = partner(i);
             let recorder = Arc::clone(&recorder);
@@ -140,17 +118,10 @@ pub async fn chat(plan: &Plan, index: u32) -> anyhow::Result<RunResult> {
                     Err(error) => recorder.error(format!("send:{}", error_kind(&error))),
                 }
             });
-        }
-        if t >= total {
-            break;
-        }
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let _ = stop_tx.send(true);
-    let generator = match ticker {
-        Some(ticker) => ticker.await.unwrap_or_default(),
-        None => Vec::new(),
-    };
+        },
+    )
+    .await;
+    let generator = phase.finish(Duration::from_secs(2)).await;
     let mut result = recorder.finish("chat (encrypted)", parameters(plan));
     result.duration_secs = plan.duration_secs;
     result.generator = generator;

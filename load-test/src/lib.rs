@@ -4,6 +4,7 @@
 //! - [`cli`]: the `courier-load` command line (`run`, `echo`, `merge`).
 //! - [`plan`]: what to run (scenario, rate profile, users, agents), from flags or TOML.
 //! - [`profile`]: rate profiles (constant, ramp, step, spike) and the send schedule.
+//! - [`open_loop`]: the open-model send loop and the measured phase, shared by scenarios.
 //! - [`controller`]: starts agents, live progress, samples the server, merges, reports.
 //! - [`agent`]: one process's share of the users, per scenario (chat, idle, churn, storm).
 //! - [`driver`]: one load connection (scheduled writer, timing reader).
@@ -27,6 +28,7 @@ pub mod driver;
 pub mod echo;
 pub mod encrypted;
 pub mod merge;
+pub mod open_loop;
 pub mod plan;
 pub mod profile;
 pub mod provision;

@@ -65,8 +65,12 @@ impl Recorder {
     }
 
     /// Starts the measured phase: what happened before (set-up, warm-up) is not counted.
+    /// Starts the measured phase; once started, later calls change nothing.
     pub fn start_measuring(&self) {
         let mut state = self.lock();
+        if state.measuring {
+            return;
+        }
         state.measuring = true;
         state.measure_started = Some(Instant::now());
         state.current = Current::default();

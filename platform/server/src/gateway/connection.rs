@@ -147,7 +147,10 @@ impl Connection {
                     self.last_heard = Instant::now();
                     match message {
                         Message::Binary(bytes) => {
-                            if let Some(end) = self.on_binary(bytes).await {
+                            // Boxed: the handlers' futures are large, and an idle connection
+                            // should not carry their space (memory per connection matters at
+                            // tens of thousands of connections).
+                            if let Some(end) = Box::pin(self.on_binary(bytes)).await {
                                 return end;
                             }
                         }

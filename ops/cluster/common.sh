@@ -36,13 +36,19 @@ mvn_fetch() {
   fi
   require_cmd mvn java
   mkdir -p "$(dirname "$out")"
+  # Leftovers of an interrupted fetch.
+  rm -rf "$out".tmp.*
   tmp=$(mktemp -d "$out.tmp.XXXXXX")
   log "fetching $(basename "$(dirname "$pom")") jars from Maven Central into $out"
+  # mvn -q still prints colour codes on stdout, and its errors too: keep its output in a file and
+  # show it only on failure.
   if ! mvn -B -q -f "$pom" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$tmp" </dev/null; then
-    rm -rf "$tmp"
+    -DincludeScope=runtime -DoutputDirectory="$tmp" </dev/null >"$tmp.log" 2>&1; then
+    sed 's/\x1b\[[0-9;]*m//g' "$tmp.log" >&2
+    rm -rf "$tmp" "$tmp.log"
     die "mvn dependency:copy-dependencies failed for $pom"
   fi
+  rm -f "$tmp.log"
   echo "$stamp" >"$tmp/.complete"
   rm -rf "$out"
   mv "$tmp" "$out"
@@ -63,6 +69,7 @@ pid_of() {
 
 # port_open PORT: true when something accepts TCP connections on 127.0.0.1:PORT.
 port_open() {
+  # shellcheck disable=SC2016 # $1 is expanded by the inner bash
   timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null
 }
 

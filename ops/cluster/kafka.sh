@@ -11,10 +11,11 @@
 #                                     --bootstrap-server 127.0.0.1:19092 --list
 #   kafka.sh clean                  delete the run dir (data and logs); refuses while running
 #
-# Every node is broker AND controller (process.roles=broker,controller). Node N (1..3) uses:
-#   broker (PLAINTEXT)     127.0.0.1:1909(1+N)   -> 19092, 19093, 19094
-#   controller (CONTROLLER) 127.0.0.1:1919(1+N)  -> 19192, 19193, 19194
-# Clients bootstrap from 127.0.0.1:19092 (one node) or 127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094.
+# Every node is broker AND controller (process.roles=broker,controller), node ids 1..3:
+#   node 1: broker 127.0.0.1:19092, controller 127.0.0.1:19192
+#   node 2: broker 127.0.0.1:19093, controller 127.0.0.1:19193
+#   node 3: broker 127.0.0.1:19094, controller 127.0.0.1:19194
+# Clients bootstrap from 127.0.0.1:19092 (any broker of the cluster will do).
 #
 # Environment:
 #   COURIER_OPS_CACHE            cache root (default ops/.cache); jars go to $COURIER_OPS_CACHE/kafka/lib
@@ -27,7 +28,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=ops/cluster/common.sh
+# shellcheck source=common.sh source-path=SCRIPTDIR
 . "$HERE/common.sh"
 
 LIB=$COURIER_OPS_CACHE/kafka/lib
@@ -184,8 +185,9 @@ cmd_start() {
     if ! wait_ready "kafka node $n" "$(node_dir "$n")" "$(node_marker "$n")" \
       "$(node_dir "$n")/kafka.log" "$START_TIMEOUT" node_ready "$n"; then
       # Leave nothing half-started behind.
-      for n in "${started[@]}"; do
-        stop_pid "kafka node $n" "$(node_dir "$n")" "$(node_marker "$n")" 10 || true
+      local m
+      for m in "${started[@]}"; do
+        stop_pid "kafka node $m" "$(node_dir "$m")" "$(node_marker "$m")" 10 || true
       done
       die "Kafka did not start"
     fi
@@ -267,8 +269,10 @@ cmd_clean() {
       die "kafka node $n is running: '$0 stop' first"
     fi
   done
-  rm -rf "$RUN"
-  log "removed $RUN"
+  if [ -e "$RUN" ]; then
+    rm -rf "$RUN"
+    log "removed $RUN"
+  fi
 }
 
 (($#)) || usage

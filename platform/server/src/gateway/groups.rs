@@ -10,6 +10,7 @@ use courier_protocol::v1::{
 use courier_protocol::{GroupId, UserId};
 
 use super::connection::{Connection, End};
+use crate::actors::group::GroupActor;
 use crate::actors::group_messages::{
     CreateGroup, GetGroup, GetMessageInfo, JoinByInvite, MemberRead, SendToGroup, UpdateGroup,
 };
@@ -22,6 +23,18 @@ fn parse_group(id: &str) -> Result<GroupId, DeliveryError> {
 }
 
 impl Connection {
+    /// Asks the actor of the group `group_id` names, answering a bad id as INVALID_ARGUMENT.
+    async fn ask_group<M, R>(&mut self, group_id: &str, message: M) -> Result<R, DeliveryError>
+    where
+        M: actix::Message<Result = Result<R, DeliveryError>> + Clone + Send + 'static,
+        R: Send + 'static,
+        GroupActor: actix::Handler<M>,
+        <GroupActor as actix::Actor>::Context: actix::dev::ToEnvelope<GroupActor, M>,
+    {
+        let group = parse_group(group_id)?;
+        self.state.registry.ask_group(group, message).await?
+    }
+
     async fn group_result(
         &mut self,
         request_id: u64,
@@ -77,20 +90,12 @@ impl Connection {
         update: GroupUpdate,
     ) -> Result<(), End> {
         self.state.metrics.frame_in(FrameKind::Other);
-        let outcome = match parse_group(&update.group_id) {
-            Ok(group) => {
-                let message = UpdateGroup {
-                    by: self.device,
-                    update: Arc::new(update),
-                };
-                self.state
-                    .registry
-                    .ask_group(group, message)
-                    .await
-                    .and_then(|r| r)
-            }
-            Err(error) => Err(error),
+        let group_id = update.group_id.clone();
+        let message = UpdateGroup {
+            by: self.device,
+            update: Arc::new(update),
         };
+        let outcome = self.ask_group(&group_id, message).await;
         self.group_result(request_id, outcome).await
     }
 
@@ -100,17 +105,9 @@ impl Connection {
         group_id: String,
     ) -> Result<(), End> {
         self.state.metrics.frame_in(FrameKind::Other);
-        let outcome = match parse_group(&group_id) {
-            Ok(group) => {
-                let message = GetGroup { by: self.device };
-                self.state
-                    .registry
-                    .ask_group(group, message)
-                    .await
-                    .and_then(|r| r)
-            }
-            Err(error) => Err(error),
-        };
+        let outcome = self
+            .ask_group(&group_id, GetGroup { by: self.device })
+            .await;
         self.group_result(request_id, outcome).await
     }
 
@@ -141,20 +138,12 @@ impl Connection {
     ) -> Result<(), End> {
         self.state.metrics.frame_in(FrameKind::Send);
         let client_message_id = send.client_message_id.clone();
-        let outcome = match parse_group(&send.group_id) {
-            Ok(group) => {
-                let message = SendToGroup {
-                    from: self.device,
-                    send: Arc::new(send),
-                };
-                self.state
-                    .registry
-                    .ask_group(group, message)
-                    .await
-                    .and_then(|r| r)
-            }
-            Err(error) => Err(error),
+        let group_id = send.group_id.clone();
+        let message = SendToGroup {
+            from: self.device,
+            send: Arc::new(send),
         };
+        let outcome = self.ask_group(&group_id, message).await;
         let result = match outcome {
             Ok(accepted) => {
                 self.state.metrics.message_accepted();
@@ -182,13 +171,12 @@ impl Connection {
         sender: UserId,
         message_ids: Vec<String>,
     ) -> Result<(), DeliveryError> {
-        let group = parse_group(group_id)?;
         let message = MemberRead {
             member: self.device,
             sender,
             message_ids: Arc::new(message_ids),
         };
-        self.state.registry.ask_group(group, message).await?
+        self.ask_group(group_id, message).await
     }
 
     pub(super) async fn on_message_info(
@@ -197,20 +185,11 @@ impl Connection {
         request: MessageInfoRequest,
     ) -> Result<(), End> {
         self.state.metrics.frame_in(FrameKind::Other);
-        let outcome = match parse_group(&request.group_id) {
-            Ok(group) => {
-                let message = GetMessageInfo {
-                    by: self.device,
-                    client_message_id: request.client_message_id.clone(),
-                };
-                self.state
-                    .registry
-                    .ask_group(group, message)
-                    .await
-                    .and_then(|r| r)
-            }
-            Err(error) => Err(error),
+        let message = GetMessageInfo {
+            by: self.device,
+            client_message_id: request.client_message_id.clone(),
         };
+        let outcome = self.ask_group(&request.group_id, message).await;
         let info = match outcome {
             Ok(members) => MessageInfo {
                 request_id,

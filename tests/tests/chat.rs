@@ -252,3 +252,53 @@ async fn a_drain_closes_connections_with_going_away() {
         "{closed:?}"
     );
 }
+
+#[tokio::test]
+async fn a_drain_with_a_grace_period_fails_readiness_first_and_keeps_serving() {
+    let mut server = TestServer::start_with(|c| c.server.unready_grace_ms = 3_000).await;
+    let alice = server.register(&unique_phone()).await;
+    let bob = server.register(&unique_phone()).await;
+    let (alice_chat, _alice_events) = alice.connect().await.unwrap();
+    let (_bob_chat, mut bob_events) = bob.connect().await.unwrap();
+    let readyz = format!("{}/readyz", server.url());
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(&readyz).send().await.unwrap().status(), 200);
+
+    // The server (and its data directory) lives until the drain is over.
+    let running = tokio::spawn(async move {
+        server.stop().await;
+        server
+    });
+    // Readiness fails first...
+    let started = std::time::Instant::now();
+    loop {
+        let status = http.get(&readyz).send().await.unwrap().status();
+        if status == 503 {
+            break;
+        }
+        assert!(
+            started.elapsed() < courier_tests::DEADLINE,
+            "readiness never failed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // ...while connected devices still chat...
+    alice_chat
+        .send_text(bob.user_id(), "still here")
+        .await
+        .unwrap();
+    assert_eq!(messages(&mut bob_events, 1).await[0].2, "still here");
+    // ...and then connections close with "going away".
+    let closed = wait_for(&mut bob_events, |e| matches!(e, Event::Closed { .. })).await;
+    assert!(
+        matches!(
+            closed,
+            Event::Closed {
+                code: courier_protocol::close::GOING_AWAY,
+                ..
+            }
+        ),
+        "{closed:?}"
+    );
+    running.await.unwrap();
+}

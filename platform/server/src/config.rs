@@ -45,6 +45,9 @@ pub struct ServerSection {
     /// Pending connections the kernel queues before the server accepts them (capped by
     /// `net.core.somaxconn`).
     pub listen_backlog: u32,
+    /// On SIGTERM, how long `/readyz` fails before connections are closed, in milliseconds
+    /// (give load balancers a health-check interval or two).
+    pub unready_grace_ms: u64,
     /// Longest time a graceful drain waits for connections to close, in seconds.
     pub drain_timeout_secs: u64,
     /// Bearer token of the admin API; if empty, a random one is written to
@@ -127,6 +130,7 @@ impl Default for ServerSection {
         ServerSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             listen_backlog: 4096,
+            unready_grace_ms: 0,
             drain_timeout_secs: 10,
             admin_token: String::new(),
             max_http_body_bytes: 256 * 1024,

@@ -175,6 +175,13 @@ impl RunningServer {
     /// (up to the configured drain timeout), stop actors, close storage.
     pub async fn shutdown(self) {
         let state = self.state;
+        let grace = Duration::from_millis(state.config.server.unready_grace_ms);
+        if !grace.is_zero() {
+            // Load balancers see /readyz fail and stop sending new connections first.
+            state.shutdown.mark_unready();
+            tracing::info!(?grace, "unready; draining after the grace period");
+            tokio::time::sleep(grace).await;
+        }
         state.shutdown.begin();
         let timeout = Duration::from_secs(state.config.server.drain_timeout_secs);
         if tokio::time::timeout(timeout, state.shutdown.connections_closed())

@@ -40,7 +40,13 @@ impl Shutdown {
         }
     }
 
-    /// Starts the drain.
+    /// Stops answering ready (`/readyz` 503, new gateway upgrades refused) while everything else
+    /// keeps working, so that load balancers move traffic away before connections are closed.
+    pub fn mark_unready(&self) {
+        self.inner.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Starts the drain: unready, and every connection is told to close.
     pub fn begin(&self) {
         self.inner.draining.store(true, Ordering::SeqCst);
         self.inner.signal.send_replace(true);
@@ -107,8 +113,9 @@ mod tests {
             let shutdown = shutdown.clone();
             async move { shutdown.connections_closed().await }
         });
-        shutdown.begin();
+        shutdown.mark_unready();
         assert!(shutdown.is_draining());
+        shutdown.begin();
         drop(a);
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished(), "one connection is still open");

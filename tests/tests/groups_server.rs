@@ -176,12 +176,12 @@ async fn group_messages_reach_every_member_once_online_or_offline() {
     let server = TestServer::start().await;
     let mut alice = Device::connect(&server).await;
     let mut online = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..12 {
         online.push(Device::connect(&server).await);
     }
     let offline: Vec<Client> = {
         let mut list = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..12 {
             list.push(server.register(&unique_phone()).await);
         }
         list
@@ -189,7 +189,7 @@ async fn group_messages_reach_every_member_once_online_or_offline() {
     let mut members: Vec<UserId> = online.iter().map(|d| d.user()).collect();
     members.extend(offline.iter().map(|c| c.user_id()));
     let group = alice.create("friends", &members).await;
-    assert_eq!(group.members.len(), 8);
+    assert_eq!(group.members.len(), 25);
     assert!(
         group
             .members
@@ -235,7 +235,7 @@ async fn group_messages_reach_every_member_once_online_or_offline() {
         assert_eq!(device.events[0].kind, GroupEventKind::Created as i32);
     }
     // Alice's own device does not get her messages back, but gets delivered receipts.
-    alice.until(|d| d.receipts.len() >= 7 * 20).await;
+    alice.until(|d| d.receipts.len() >= 24 * 20).await;
     assert!(alice.envelopes.is_empty());
     assert!(alice.receipts.iter().all(|r| r.group_id == group.group_id));
 }

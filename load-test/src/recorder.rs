@@ -76,10 +76,6 @@ impl Recorder {
         state.current = Current::default();
     }
 
-    pub fn is_measuring(&self) -> bool {
-        self.lock().measuring
-    }
-
     pub fn count(&self, counter: Counter, n: u64) {
         let mut state = self.lock();
         if !state.measuring {
@@ -137,10 +133,6 @@ impl Recorder {
     pub fn connection_closed(&self) {
         let mut state = self.lock();
         state.connections = state.connections.saturating_sub(1);
-    }
-
-    pub fn connections(&self) -> u64 {
-        self.lock().connections
     }
 
     /// Closes the current interval at `t` seconds and returns it (for progress output).

@@ -249,10 +249,6 @@ impl Metrics {
         self.live_actors.dec();
     }
 
-    pub fn live_actors(&self) -> i64 {
-        self.live_actors.get()
-    }
-
     pub fn gateway_error(&self, code: &str) {
         self.gateway_errors.with_label_values(&[code]).inc();
     }

@@ -475,13 +475,31 @@ async fn group_command(
 }
 
 async fn group_chat(out: &Output, client: &Client, group: GroupId) -> ClientResult<()> {
-    let (messenger, mut events) = client.connect().await?;
+    let (messenger, events) = client.connect().await?;
     let info = messenger.group_info(group).await?;
     out.notice(&format!(
         "chatting in {:?} ({} members); type a line and press Enter (Ctrl-D to quit)",
         info.subject,
         info.members.len()
     ));
+    converse(out, messenger, events, Conversation::Group(group)).await
+}
+
+/// Who an interactive chat is with.
+#[derive(Clone, Copy)]
+enum Conversation {
+    Person(UserId),
+    Group(GroupId),
+}
+
+/// The interactive loop of `chat` and `group chat`: lines typed are sent, everything incoming is
+/// printed, and this conversation's messages are marked read.
+async fn converse(
+    out: &Output,
+    messenger: Messenger,
+    mut events: tokio::sync::mpsc::Receiver<Event>,
+    with: Conversation,
+) -> ClientResult<()> {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
         tokio::select! {
@@ -491,7 +509,11 @@ async fn group_chat(out: &Output, client: &Client, group: GroupId) -> ClientResu
                 if line.trim().is_empty() {
                     continue;
                 }
-                match messenger.send_group_text(group, &line).await {
+                let sent = match with {
+                    Conversation::Person(peer) => messenger.send_text(peer, &line).await,
+                    Conversation::Group(group) => messenger.send_group_text(group, &line).await,
+                };
+                match sent {
                     Ok(sent) => out.sent(&sent),
                     Err(error) => out.notice(&format!("not sent: {error}")),
                 }
@@ -499,14 +521,20 @@ async fn group_chat(out: &Output, client: &Client, group: GroupId) -> ClientResu
             event = events.recv() => {
                 let Some(event) = event else { break };
                 out.event(&event);
-                match event {
-                    Event::GroupMessage { group: g, from, id, .. } if g == group => {
-                        if let Err(error) = messenger.mark_group_read(group, from, vec![id]).await {
-                            out.notice(&format!("could not send a read receipt: {error}"));
-                        }
+                let read = match (event, with) {
+                    (Event::Message { from, id, .. }, Conversation::Person(peer)) if from == peer => {
+                        messenger.mark_read(from, vec![id]).await
                     }
-                    Event::Closed { .. } => return Ok(()),
-                    _ => {}
+                    (Event::GroupMessage { group, from, id, .. }, Conversation::Group(wanted))
+                        if group == wanted =>
+                    {
+                        messenger.mark_group_read(group, from, vec![id]).await
+                    }
+                    (Event::Closed { .. }, _) => return Ok(()),
+                    _ => Ok(()),
+                };
+                if let Err(error) = read {
+                    out.notice(&format!("could not send a read receipt: {error}"));
                 }
             }
         }
@@ -565,40 +593,10 @@ async fn listen(out: &Output, home: &std::path::Path, read: bool) -> ClientResul
 async fn chat(out: &Output, home: &std::path::Path, with: &str) -> ClientResult<()> {
     let client = Client::open(StateFile::at(home))?;
     let peer = resolve(&client, with).await?;
-    let (messenger, mut events) = client.connect().await?;
+    let (messenger, events) = client.connect().await?;
     messenger.subscribe_presence(&[peer]).await?;
     out.notice(&format!(
         "chatting with {with}; type a line and press Enter (Ctrl-D to quit)"
     ));
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    loop {
-        tokio::select! {
-            line = lines.next_line() => {
-                let line = line.map_err(|e| ClientError::Usage(format!("stdin: {e}")))?;
-                let Some(line) = line else { break };
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match messenger.send_text(peer, &line).await {
-                    Ok(sent) => out.sent(&sent),
-                    Err(error) => out.notice(&format!("not sent: {error}")),
-                }
-            }
-            event = events.recv() => {
-                let Some(event) = event else { break };
-                out.event(&event);
-                match event {
-                    Event::Message { from, id, .. } if from == peer => {
-                        if let Err(error) = messenger.mark_read(from, vec![id]).await {
-                            out.notice(&format!("could not send a read receipt: {error}"));
-                        }
-                    }
-                    Event::Closed { .. } => return Ok(()),
-                    _ => {}
-                }
-            }
-        }
-    }
-    messenger.close().await;
-    Ok(())
+    converse(out, messenger, events, Conversation::Person(peer)).await
 }

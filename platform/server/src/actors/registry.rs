@@ -62,13 +62,6 @@ impl<K: Hash + Eq + Copy, A: Actor<Context = Context<A>>> ActorMap<K, A> {
             shard.remove(&id);
         }
     }
-
-    fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().map(|m| m.len()).unwrap_or(0))
-            .sum()
-    }
 }
 
 /// Finds, activates and places user and group actors.
@@ -223,15 +216,6 @@ impl Registry {
         <GroupActor as Actor>::Context: ToEnvelope<GroupActor, M>,
     {
         self.group(group).do_send(message);
-    }
-
-    /// Number of running actors (users and groups).
-    pub fn len(&self) -> usize {
-        self.users.len() + self.groups.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Stops every actor and the arbiters, and waits for their thread.

@@ -78,8 +78,4 @@ impl OutboundSender {
             true
         });
     }
-
-    pub fn is_closed(&self) -> bool {
-        self.frames.is_closed()
-    }
 }

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building Courier needs beyond a Rust toolchain, on Debian or Ubuntu:
-#   protobuf-compiler  the .proto contract is compiled at build time (protoc)
+#   protobuf-compiler     the .proto contract is compiled at build time (protoc)
+#   cmake                 builds the bundled librdkafka (Kafka client of cluster mode)
+#   libcurl4-openssl-dev  headers the librdkafka build looks for (nothing links curl)
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
 
 need=()
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || need+=(libcurl4-openssl-dev)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 
 if ((${#need[@]})); then

@@ -1,0 +1,1 @@
+//! The message bus of the platform.

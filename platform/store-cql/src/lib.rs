@@ -1,0 +1,1 @@
+//! The storage backend for clusters: ScyllaDB (or Apache Cassandra) over CQL.

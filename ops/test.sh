@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: formatting and lint gates, then every test of the workspace
-# (unit, storage conformance, crypto, end-to-end including the kill -9 test).
-# Installs what it needs first. Exits non-zero on any failure; the last line sums up.
+# Runs the whole test suite: formatting and lint gates, the deployment manifests' validation,
+# then every test of the workspace (unit, storage and bus conformance against the embedded
+# store, Cassandra and Kafka, crypto, end-to-end including kill -9 and the cluster tests).
+# Installs what it needs first (Debian packages, Kafka and Cassandra jars from Maven Central)
+# and starts Kafka and Cassandra on 127.0.0.1 for the duration of the run.
+# Exits non-zero on any failure; the last line sums up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,9 +15,33 @@ echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets -- -D warnings
-echo "== cargo test" >&2
+echo "== deployment manifests" >&2
+./ops/deploy/validate.sh
+
+echo "== Kafka and Cassandra (cluster tests)" >&2
+export COURIER_OPS_CACHE=${COURIER_OPS_CACHE:-$PWD/ops/.cache}
+export COURIER_KAFKA_DIR=$COURIER_OPS_CACHE/test/kafka
+export COURIER_CASSANDRA_DIR=$COURIER_OPS_CACHE/test/cassandra
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+cleanup() {
+  ./ops/cluster/kafka.sh stop >/dev/null 2>&1 || true
+  ./ops/cluster/cassandra.sh stop >/dev/null 2>&1 || true
+  rm -f "$log"
+}
+trap cleanup EXIT
+# Fresh data for every run; jars stay cached.
+./ops/cluster/kafka.sh stop >/dev/null 2>&1 || true
+./ops/cluster/cassandra.sh stop >/dev/null 2>&1 || true
+./ops/cluster/kafka.sh clean >/dev/null 2>&1 || true
+./ops/cluster/cassandra.sh clean >/dev/null 2>&1 || true
+./ops/cluster/kafka.sh fetch
+./ops/cluster/cassandra.sh fetch
+./ops/cluster/kafka.sh start
+./ops/cluster/cassandra.sh start
+export COURIER_TEST_KAFKA=127.0.0.1:19092
+export COURIER_TEST_CQL=127.0.0.1:19042
+
+echo "== cargo test" >&2
 status=0
 cargo test --workspace 2>&1 | tee "$log" || status=$?
 # One closing line for the whole workspace (cargo prints one per test binary).

@@ -110,6 +110,9 @@ share.coordinator.state.topic.min.isr=$min_isr
 
 # Consumer groups start at once instead of waiting 3 s for more members.
 group.initial.rebalance.delay.ms=0
+# Clients may ask for session timeouts down to 1 s (default minimum 6 s), so that tests see a
+# killed consumer's partitions move within seconds.
+group.min.session.timeout.ms=1000
 # After a kill -9, a restarted broker is refused as a duplicate registration until the old
 # session expires (default 9 s): keep it short for tests. The heartbeat must be well below it.
 broker.session.timeout.ms=2000

@@ -6,6 +6,7 @@ fn main() -> std::io::Result<()> {
         &[
             "proto/courier/v1/gateway.proto",
             "proto/courier/v1/content.proto",
+            "proto/courier/cluster/v1/cluster.proto",
         ],
         &["proto"],
     )

@@ -11,10 +11,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use courier_bus::Bus;
 use courier_client::{Client, Event, StateFile};
 use courier_protocol::PhoneNumber;
 use courier_server::accounts::CodeSender;
 use courier_server::{Config, Extensions, RunningServer};
+use courier_store::Store;
 use tempfile::TempDir;
 use tokio::sync::mpsc;
 
@@ -74,12 +76,24 @@ impl TestServer {
 
     /// Starts a server after `tweak` adjusted the test configuration.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::start_node(tweak, Arc::new(CodeBook::default()), None, None).await
+    }
+
+    /// Starts one node of a cluster in this process: on `bus` (cluster mode) with `store`
+    /// shared with the other nodes, and `codes` shared so that any node can verify a code.
+    pub async fn start_node(
+        tweak: impl FnOnce(&mut Config),
+        codes: Arc<CodeBook>,
+        store: Option<Arc<dyn Store>>,
+        bus: Option<Arc<dyn Bus>>,
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(dir.path());
         tweak(&mut config);
-        let codes = Arc::new(CodeBook::default());
         let extensions = Extensions {
             code_sender: Arc::clone(&codes) as Arc<dyn CodeSender>,
+            store,
+            bus,
         };
         let server = courier_server::start(config.clone(), extensions)
             .await
@@ -188,6 +202,8 @@ pub struct ChildServer {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     binary: PathBuf,
+    /// Settings beyond address and data directory (`COURIER_*` variables).
+    env: Vec<(String, String)>,
 }
 
 impl ChildServer {
@@ -203,6 +219,16 @@ impl ChildServer {
 
     /// Starts `binary` on `addr` (to restart on the same address).
     pub async fn spawn_at(binary: &Path, data_dir: &Path, addr: SocketAddr) -> ChildServer {
+        ChildServer::spawn_with(binary, data_dir, addr, Vec::new()).await
+    }
+
+    /// Starts `binary` on `addr` with extra settings (cluster nodes).
+    pub async fn spawn_with(
+        binary: &Path,
+        data_dir: &Path,
+        addr: SocketAddr,
+        env: Vec<(String, String)>,
+    ) -> ChildServer {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -213,6 +239,7 @@ impl ChildServer {
             .env("COURIER_STORE__DATA_DIR", data_dir)
             .env("COURIER_ACTORS__ARBITERS", "2")
             .env("COURIER_LOG__FILTER", "warn")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
@@ -223,6 +250,7 @@ impl ChildServer {
             addr,
             data_dir: data_dir.to_path_buf(),
             binary: binary.to_path_buf(),
+            env,
         };
         server.wait_ready().await;
         server
@@ -251,8 +279,15 @@ impl ChildServer {
         format!("http://{}", self.addr)
     }
 
-    /// The admin token the server wrote to its data directory.
+    /// The admin token: the configured one, or the one the server wrote to its data directory.
     pub fn admin_token(&self) -> String {
+        if let Some((_, token)) = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "COURIER_SERVER__ADMIN_TOKEN")
+        {
+            return token.clone();
+        }
         std::fs::read_to_string(self.data_dir.join("admin.token"))
             .expect("admin token")
             .trim()
@@ -277,6 +312,13 @@ impl ChildServer {
     }
 
     /// SIGKILL: no drain, no flush.
+    /// SIGTERM and wait for the graceful drain to end.
+    pub fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = self.child.wait();
+    }
+
     pub fn kill9(&mut self) {
         self.child.kill().expect("SIGKILL sent");
         self.child.wait().expect("server reaped");
@@ -284,7 +326,9 @@ impl ChildServer {
 
     /// Starts the same binary again on the same address and data.
     pub async fn restart(&mut self) {
-        let next = ChildServer::spawn_at(&self.binary, &self.data_dir, self.addr).await;
+        let next =
+            ChildServer::spawn_with(&self.binary, &self.data_dir, self.addr, self.env.clone())
+                .await;
         *self = next;
     }
 }

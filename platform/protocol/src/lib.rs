@@ -22,6 +22,14 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/courier.v1.rs"));
 }
 
+/// The node-to-node contract of cluster mode (`proto/courier/cluster/v1/cluster.proto`).
+pub mod cluster {
+    #[allow(clippy::all, missing_docs)]
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/courier.cluster.v1.rs"));
+    }
+}
+
 pub use ids::{DeviceAddress, DeviceId, GroupId, UserId};
 pub use phone::PhoneNumber;
 

@@ -21,7 +21,49 @@ pub struct Config {
     pub registration: RegistrationSection,
     pub actors: ActorSection,
     pub groups: GroupSection,
+    pub cluster: ClusterSection,
     pub log: LogSection,
+}
+
+/// Cluster mode: which bus places actors, and how this node joins it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSection {
+    /// "local" (one process; actors live here) or "kafka" (actors sharded over the nodes of a
+    /// consumer group; needs `store.backend = "cql"` so that every node sees the same data).
+    pub bus: String,
+    /// This node's id, unique in the cluster; empty means the host name.
+    pub node_id: String,
+    /// Kafka bootstrap servers, comma-separated `host:port`.
+    pub kafka_brokers: String,
+    /// Prefix of the topics (`<prefix>.shards`, `<prefix>.node.<id>`, ...) and of the group id.
+    pub topic_prefix: String,
+    /// Shard partitions; fixed for the life of a deployment (a user's partition must not move).
+    pub partitions: u32,
+    /// Replication factor of the topics the server creates; 0 means min(3, brokers).
+    pub kafka_replication_factor: u32,
+    /// How long a silent node keeps its partitions before the others take them over.
+    pub kafka_session_timeout_ms: u64,
+    /// How long a publish may wait for the brokers before the sender gets "unavailable".
+    pub kafka_delivery_timeout_ms: u64,
+    /// How long a node waits for the answer of another node's actor.
+    pub ask_timeout_ms: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            bus: "local".into(),
+            node_id: String::new(),
+            kafka_brokers: "127.0.0.1:9092".into(),
+            topic_prefix: "courier".into(),
+            partitions: 64,
+            kafka_replication_factor: 0,
+            kafka_session_timeout_ms: 6000,
+            kafka_delivery_timeout_ms: 10_000,
+            ask_timeout_ms: 15_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -60,7 +102,7 @@ pub struct ServerSection {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSection {
-    /// Which backend: "embedded".
+    /// Which backend: "embedded" (local disk) or "cql" (ScyllaDB or Apache Cassandra).
     pub backend: String,
     pub data_dir: PathBuf,
     /// "process" (survives a crash of the process) or "sync" (group commit with fsync:
@@ -70,6 +112,19 @@ pub struct StoreSection {
     pub retention_days: u64,
     /// How often expired entries are swept.
     pub sweep_interval_secs: u64,
+    /// CQL contact points, comma-separated `host:port`.
+    pub cql_contact_points: String,
+    pub cql_keyspace: String,
+    /// Replication factor of the keyspace created at first start.
+    pub cql_replication_factor: u32,
+    /// Data centre of NetworkTopologyStrategy; empty means SimpleStrategy.
+    pub cql_datacenter: String,
+    /// "local_quorum" (default), "quorum", "local_one", "one" or "all".
+    pub cql_consistency: String,
+    /// Allow ScyllaDB-only CQL (false on Apache Cassandra).
+    pub cql_scylla: bool,
+    /// Longest time one CQL request may take, in milliseconds.
+    pub cql_request_timeout_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -146,6 +201,13 @@ impl Default for StoreSection {
             durability: Durability::Process,
             retention_days: 30,
             sweep_interval_secs: 600,
+            cql_contact_points: "127.0.0.1:9042".into(),
+            cql_keyspace: "courier".into(),
+            cql_replication_factor: 3,
+            cql_datacenter: String::new(),
+            cql_consistency: "local_quorum".into(),
+            cql_scylla: false,
+            cql_request_timeout_ms: 5000,
         }
     }
 }
@@ -227,11 +289,29 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
-        if self.store.backend != "embedded" {
+        if !matches!(self.store.backend.as_str(), "embedded" | "cql") {
             return Err(ConfigError::Invalid(format!(
-                "store.backend {:?} is not available: this build has \"embedded\"",
+                "store.backend {:?} is unknown: use \"embedded\" or \"cql\"",
                 self.store.backend
             )));
+        }
+        match self.cluster.bus.as_str() {
+            "local" => {}
+            "kafka" if self.store.backend == "cql" => {}
+            "kafka" => {
+                return invalid(
+                    "cluster.bus = \"kafka\" needs store.backend = \"cql\": every node must see \
+                     the same data",
+                );
+            }
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "cluster.bus {other:?} is unknown: use \"local\" or \"kafka\""
+                )));
+            }
+        }
+        if self.cluster.partitions == 0 {
+            return invalid("cluster.partitions must be positive");
         }
         if self.gateway.max_frame_bytes < 1024 {
             return invalid("gateway.max_frame_bytes must be at least 1024");
@@ -261,6 +341,18 @@ impl Config {
 
     pub fn retention(&self) -> Duration {
         Duration::from_secs(self.store.retention_days * 86_400)
+    }
+
+    /// This node's id in a cluster: `cluster.node_id`, or the host name.
+    pub fn node_id(&self) -> String {
+        if !self.cluster.node_id.is_empty() {
+            return self.cluster.node_id.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().to_owned())
+            .ok()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "courier".into())
     }
 
     /// Number of actor arbiters to start.

@@ -6,7 +6,8 @@
 //! - [`config`]: configuration, parsed once (defaults < TOML file < `COURIER_*` environment).
 //! - [`http`]: the HTTP API (registration, keys, directory, admin, health, metrics).
 //! - [`gateway`]: the WebSocket gateway (authenticated upgrade, connection loop, limits).
-//! - [`actors`]: per-user actors on arbiters, their registry and messages.
+//! - [`actors`]: per-user and per-group actors on arbiters, their registry and messages.
+//! - [`cluster`]: cluster mode: actors sharded over nodes by the bus, connections anywhere.
 //! - [`accounts`]: registration by phone number and device authentication.
 //! - [`presence`]: who is online, and who watches whom.
 //! - [`metrics`]: Prometheus metrics through typed helpers.
@@ -21,6 +22,7 @@
 pub mod accounts;
 pub mod actors;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod gateway;

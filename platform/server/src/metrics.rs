@@ -9,7 +9,7 @@ use prometheus::{
 };
 
 /// Kinds of frames, as label values.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameKind {
     Send,
     Ack,
@@ -25,6 +25,33 @@ pub enum FrameKind {
 }
 
 impl FrameKind {
+    const ALL: [FrameKind; 11] = [
+        FrameKind::Send,
+        FrameKind::Ack,
+        FrameKind::Receipt,
+        FrameKind::Typing,
+        FrameKind::Presence,
+        FrameKind::Ping,
+        FrameKind::Delivery,
+        FrameKind::SendResult,
+        FrameKind::QueueEmpty,
+        FrameKind::Error,
+        FrameKind::Other,
+    ];
+
+    /// A number for the kind on the cluster wire.
+    pub fn code(self) -> u32 {
+        FrameKind::ALL.iter().position(|k| *k == self).unwrap_or(10) as u32
+    }
+
+    /// The kind of a wire number (unknown numbers are `Other`).
+    pub fn from_code(code: u32) -> FrameKind {
+        FrameKind::ALL
+            .get(code as usize)
+            .copied()
+            .unwrap_or(FrameKind::Other)
+    }
+
     fn label(self) -> &'static str {
         match self {
             FrameKind::Send => "send",

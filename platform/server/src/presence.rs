@@ -77,9 +77,9 @@ impl PresenceHub {
         }
     }
 
-    /// Announces a change of `user`'s presence to its watchers. `last_seen_ms` must already be
-    /// 0 if the user hides it.
-    pub fn publish(&self, user: UserId, online: bool, last_seen_ms: u64) {
+    /// Announces a change of `user`'s presence to its watchers on this node. `last_seen_ms`
+    /// must already be 0 if the user hides it. (In a cluster every node applies every change.)
+    pub fn apply(&self, user: UserId, online: bool, last_seen_ms: u64) {
         let mut inner = self.lock();
         if online {
             inner.online.insert(user);

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
-use courier_store::{StoreConfig, StoreError};
+use courier_bus::{Bus, BusError, KafkaBus, KafkaConfig};
+use courier_store::{Store, StoreConfig, StoreError};
+use courier_store_cql::{CqlConfig, CqlStore};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -15,6 +17,7 @@ use crate::accounts::{Accounts, CodeSender, LogCodeSender};
 use crate::actors::ActorEnv;
 use crate::actors::registry::Registry;
 use crate::clock::now_ms;
+use crate::cluster::ClusterNode;
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::presence::PresenceHub;
@@ -28,6 +31,8 @@ pub enum ServerError {
     Config(#[from] ConfigError),
     #[error("storage: {0}")]
     Store(#[from] StoreError),
+    #[error("message bus: {0}")]
+    Bus(#[from] BusError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -51,14 +56,74 @@ pub struct RunningServer {
 /// Options that are not configuration (they are code, chosen by the embedding program).
 pub struct Extensions {
     pub code_sender: Arc<dyn CodeSender>,
+    /// A store to use instead of the configured one (several nodes of one test process share
+    /// one).
+    pub store: Option<Arc<dyn Store>>,
+    /// A bus to join instead of the configured one: the server runs in cluster mode on it
+    /// (tests join several nodes to one in-process hub).
+    pub bus: Option<Arc<dyn Bus>>,
 }
 
 impl Default for Extensions {
     fn default() -> Self {
         Extensions {
             code_sender: Arc::new(LogCodeSender),
+            store: None,
+            bus: None,
         }
     }
+}
+
+/// The configured store.
+async fn open_store(config: &Config, data_dir: &Path) -> Result<Arc<dyn Store>, ServerError> {
+    if config.store.backend == "cql" {
+        let store = config.store.clone();
+        let consistency = store
+            .cql_consistency
+            .parse()
+            .map_err(|e| ConfigError::Invalid(format!("store.cql_consistency: {e}")))?;
+        let cql = CqlConfig {
+            contact_points: store
+                .cql_contact_points
+                .split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            keyspace: store.cql_keyspace,
+            replication_factor: store.cql_replication_factor,
+            datacenter: Some(store.cql_datacenter).filter(|dc| !dc.is_empty()),
+            consistency,
+            scylla_extensions: store.cql_scylla,
+            request_timeout: Duration::from_millis(store.cql_request_timeout_ms),
+        };
+        return Ok(Arc::new(CqlStore::connect(&cql).await?));
+    }
+    Ok(courier_store::open(&StoreConfig::Embedded {
+        path: data_dir.join("store"),
+        durability: config.store.durability,
+    })
+    .await?)
+}
+
+/// The configured bus, if the server runs in cluster mode.
+async fn open_bus(config: &Config) -> Result<Option<Arc<dyn Bus>>, ServerError> {
+    if config.cluster.bus != "kafka" {
+        return Ok(None);
+    }
+    let cluster = &config.cluster;
+    let mut kafka = KafkaConfig::new(
+        &cluster.kafka_brokers,
+        &cluster.topic_prefix,
+        cluster.partitions,
+        &config.node_id(),
+    );
+    kafka.session_timeout_ms = cluster.kafka_session_timeout_ms as u32;
+    kafka.delivery_timeout_ms = cluster.kafka_delivery_timeout_ms as u32;
+    kafka.replication_factor = match cluster.kafka_replication_factor {
+        0 => None,
+        factor => Some(factor as u16),
+    };
+    Ok(Some(Arc::new(KafkaBus::connect(kafka).await?)))
 }
 
 /// Starts the server described by `config`: opens storage, starts actors, binds the listener
@@ -69,11 +134,14 @@ pub async fn start(config: Config, extensions: Extensions) -> Result<RunningServ
         "cannot create data directory {}",
         data_dir.display()
     )))?;
-    let store = courier_store::open(&StoreConfig::Embedded {
-        path: data_dir.join("store"),
-        durability: config.store.durability,
-    })
-    .await?;
+    let store = match extensions.store {
+        Some(store) => store,
+        None => open_store(&config, &data_dir).await?,
+    };
+    let bus = match extensions.bus {
+        Some(bus) => Some(bus),
+        None => open_bus(&config).await?,
+    };
     let admin_token = admin_token(&config, &data_dir)?;
     let metrics = Arc::new(Metrics::new());
     let presence = Arc::new(PresenceHub::default());
@@ -89,6 +157,13 @@ pub async fn start(config: Config, extensions: Extensions) -> Result<RunningServ
     });
     let registry = Registry::start(env, config.arbiter_count())
         .map_err(io_error("cannot start the actor system"))?;
+    if let Some(bus) = bus {
+        let ask_timeout = Duration::from_millis(config.cluster.ask_timeout_ms);
+        let node = ClusterNode::new(bus, Arc::clone(&presence), ask_timeout);
+        registry.set_cluster(Arc::clone(&node));
+        node.start(Arc::clone(&registry)).await?;
+        tracing::info!(node = node.node_id(), "joined the cluster");
+    }
     let listener = bind(config.server.listen, config.server.listen_backlog).map_err(io_error(
         format!("cannot listen on {}", config.server.listen),
     ))?;
@@ -194,6 +269,10 @@ impl RunningServer {
             tracing::error!(%error, "HTTP task failed");
         }
         self.sweeper.abort();
+        if let Some(cluster) = state.registry.cluster() {
+            // Partitions go to the other nodes once this node's actors finished their work.
+            cluster.shutdown().await;
+        }
         let registry = Arc::clone(&state.registry);
         // Joining the actor thread blocks; keep it off the async workers.
         if let Err(error) = tokio::task::spawn_blocking(move || registry.shutdown()).await {

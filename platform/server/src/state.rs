@@ -50,7 +50,8 @@ impl AppState {
             shutdown,
             admin_token,
             connection_slots: slots,
-            connection_ids: AtomicU64::new(1),
+            // Unique across restarts too: in a cluster, other nodes address connections by id.
+            connection_ids: AtomicU64::new(crate::clock::now_ms() << 16),
         }
     }
 

@@ -169,6 +169,7 @@ fn event_payload(record: &GroupRecord, change: &Change, by: UserId, viewer: User
 /// Writes a changed group and queues its event for every member and every departed user.
 async fn commit_change(
     store: &dyn Store,
+    queues: &Registry,
     record: &GroupRecord,
     change: &Change,
     by: UserId,
@@ -203,7 +204,7 @@ async fn commit_change(
             ));
         }
     }
-    store.enqueue(entries).await?;
+    queues.enqueue_for(entries).await?;
     Ok((devices, audience))
 }
 
@@ -246,6 +247,7 @@ impl GroupActor {
     ) -> AtomicResponse<Self, Result<GroupInfo, DeliveryError>> {
         self.touch();
         let store = Arc::clone(&self.env.store);
+        let registry = Arc::clone(&self.registry);
         let id = self.id;
         let loaded = self.loaded.clone();
         let retention = self.env.retention_ms;
@@ -256,7 +258,7 @@ impl GroupActor {
             }
             let (record, change) = decide(loaded.record.as_deref())?;
             let (devices, audience) =
-                commit_change(store.as_ref(), &record, &change, by, retention).await?;
+                commit_change(store.as_ref(), &registry, &record, &change, by, retention).await?;
             let info = group_rules::info_for(&record, by);
             loaded.record = Some(Arc::new(record));
             loaded.devices = Arc::new(devices);
@@ -383,6 +385,7 @@ impl Handler<SendToGroup> for GroupActor {
     fn handle(&mut self, send: SendToGroup, _ctx: &mut Self::Context) -> Self::Result {
         self.touch();
         let store = Arc::clone(&self.env.store);
+        let registry = Arc::clone(&self.registry);
         let id = self.id;
         let loaded = self.loaded.clone();
         let retention = self.env.retention_ms;
@@ -455,16 +458,34 @@ impl Handler<SendToGroup> for GroupActor {
                 }
             }
             let fan_out = entries.len() as u64;
-            let outcome = store
-                .enqueue_group_message(
-                    id,
-                    message_seq,
-                    (send.from, message.client_message_id.clone()),
-                    body,
-                    expires_at,
-                    entries,
-                )
-                .await?;
+            let sender = (send.from, message.client_message_id.clone());
+            let outcome = if registry.is_clustered() {
+                // Member queues have their own writers (their users' actors, anywhere in the
+                // cluster): store the body once, then hand each member its references. A repeat
+                // of the send hands them again (a crash may have cut the first hand-over short);
+                // the members' actors keep one reference each.
+                let outcome = store
+                    .enqueue_group_message(
+                        id,
+                        message_seq,
+                        sender.clone(),
+                        body,
+                        expires_at,
+                        Vec::new(),
+                    )
+                    .await?;
+                let seq = match outcome {
+                    GroupEnqueueOutcome::Duplicate { message_seq } => message_seq,
+                    GroupEnqueueOutcome::Queued { .. } => message_seq,
+                };
+                let references = group_references(id, seq, &sender, &entries);
+                registry.enqueue_for(references).await?;
+                outcome
+            } else {
+                store
+                    .enqueue_group_message(id, message_seq, sender, body, expires_at, entries)
+                    .await?
+            };
             let members: Vec<UserId> = record.members.iter().map(|m| m.user).collect();
             Ok((loaded, outcome, message_seq, members, fan_out, now))
         };
@@ -495,9 +516,45 @@ impl Handler<SendToGroup> for GroupActor {
     }
 }
 
+/// The member queue entries of a group message as handed to other actors in a cluster: each
+/// points at message `seq` and carries a de-duplication key of its own (the sender device and
+/// `group:<id>:<client id>`), so that a repeated hand-over queues nothing twice.
+fn group_references(
+    group: GroupId,
+    seq: u64,
+    sender: &(DeviceAddress, String),
+    entries: &[(DeviceAddress, NewEntry)],
+) -> Vec<(DeviceAddress, NewEntry)> {
+    let payload = Bytes::from(
+        Delivery {
+            seq: 0,
+            content: Some(delivery::Content::StoredGroupRef(StoredGroupRef {
+                group_id: group.to_string(),
+                message_seq: seq,
+            })),
+        }
+        .encode_to_vec(),
+    );
+    let key = format!("group:{group}:{}", sender.1);
+    entries
+        .iter()
+        .map(|(address, entry)| {
+            (
+                *address,
+                NewEntry {
+                    dedupe: Some((sender.0, key.clone())),
+                    payload: payload.clone(),
+                    ..entry.clone()
+                },
+            )
+        })
+        .collect()
+}
+
 /// Records a receipt and queues it for the message's sender.
 async fn record_and_forward(
     store: &dyn Store,
+    queues: &Registry,
     group: GroupId,
     message_seq: u64,
     member: DeviceAddress,
@@ -548,7 +605,7 @@ async fn record_and_forward(
             )
         })
         .collect();
-    store.enqueue(entries).await?;
+    queues.enqueue_for(entries).await?;
     Ok(Some(sender))
 }
 
@@ -558,11 +615,13 @@ impl Handler<MemberDelivered> for GroupActor {
     fn handle(&mut self, delivered: MemberDelivered, ctx: &mut Self::Context) {
         self.touch();
         let store = Arc::clone(&self.env.store);
+        let registry = Arc::clone(&self.registry);
         let id = self.id;
         let retention = self.env.retention_ms;
         let work = async move {
             record_and_forward(
                 store.as_ref(),
+                &registry,
                 id,
                 delivered.message_seq,
                 delivered.member,
@@ -590,6 +649,7 @@ impl Handler<MemberRead> for GroupActor {
     fn handle(&mut self, read: MemberRead, _ctx: &mut Self::Context) -> Self::Result {
         self.touch();
         let store = Arc::clone(&self.env.store);
+        let registry = Arc::clone(&self.registry);
         let id = self.id;
         let loaded = self.loaded.clone();
         let retention = self.env.retention_ms;
@@ -616,6 +676,7 @@ impl Handler<MemberRead> for GroupActor {
                     if let Some(seq) = seq {
                         notified = record_and_forward(
                             store.as_ref(),
+                            &registry,
                             id,
                             seq,
                             read.member,
@@ -637,6 +698,15 @@ impl Handler<MemberRead> for GroupActor {
                 Ok(())
             },
         )))
+    }
+}
+
+impl Handler<super::messages::Retire> for GroupActor {
+    type Result = ();
+
+    fn handle(&mut self, _: super::messages::Retire, ctx: &mut Self::Context) {
+        // Changes and sends block the mailbox until they are written: nothing is under way.
+        ctx.stop();
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use actix::Message;
 use courier_protocol::v1::{ReceiptType, SendMessage};
 use courier_protocol::{DeviceAddress, DeviceId, UserId};
+use courier_store::NewEntry;
 
 use crate::error::DeliveryError;
 use crate::gateway::outbound::OutboundSender;
@@ -84,3 +85,19 @@ pub struct DevicesChanged;
 pub struct PrivacyChanged {
     pub last_seen_visible: bool,
 }
+
+/// Entries for this user's device queues on behalf of another actor (delivered receipts, group
+/// events and references). In a cluster the user's actor is the one writer of its queues, so
+/// other actors hand their entries to it instead of writing them.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<(), DeliveryError>")]
+pub struct EnqueueEntries {
+    pub user: UserId,
+    pub entries: Arc<Vec<(DeviceId, NewEntry)>>,
+}
+
+/// The actor's shard moved to another node: finish what is under way and stop, leaving
+/// connections of other nodes open (they attach to the new owner).
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Retire;

@@ -2,17 +2,24 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 
-use actix::dev::ToEnvelope;
+use actix::dev::{MessageResponse, ToEnvelope};
 use actix::{Actor, Addr, ArbiterHandle, Context, Handler, MailboxError, Message, System};
-use courier_protocol::{GroupId, UserId};
+use courier_protocol::{DeviceAddress, GroupId, UserId};
+use courier_store::NewEntry;
+use tokio::sync::oneshot;
 
 use super::ActorEnv;
 use super::group::GroupActor;
+use super::group_messages as gmsg;
+use super::messages::{self as msg, Connect, Disconnect, Retire};
 use super::user::UserActor;
+use crate::cluster::ClusterNode;
+use crate::cluster::wire::{Remote, WireResult};
 use crate::error::DeliveryError;
+use crate::gateway::outbound::OutboundSender;
 
 const SHARDS: usize = 64;
 
@@ -62,7 +69,57 @@ impl<K: Hash + Eq + Copy, A: Actor<Context = Context<A>>> ActorMap<K, A> {
             shard.remove(&id);
         }
     }
+
+    /// The running actors whose id `select` picks.
+    fn select(&self, select: impl Fn(&K) -> bool) -> Vec<(K, Addr<A>)> {
+        let mut found = Vec::new();
+        for shard in &self.shards {
+            let shard = shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            found.extend(
+                shard
+                    .iter()
+                    .filter(|(id, _)| select(id))
+                    .map(|(id, addr)| (*id, addr.clone())),
+            );
+        }
+        found
+    }
 }
+
+/// A message handed to an actor with the channel for its answer: sent without waiting for
+/// mailbox room, so that messages keep the order they were handed over in (cluster commands of
+/// one partition).
+pub struct Routed<M: Message> {
+    pub message: M,
+    pub reply: oneshot::Sender<M::Result>,
+}
+
+impl<M: Message> Message for Routed<M> {
+    type Result = ();
+}
+
+macro_rules! routed_handlers {
+    ($actor:ty: $($message:ty),+ $(,)?) => {
+        $(
+            impl Handler<Routed<$message>> for $actor {
+                type Result = ();
+
+                fn handle(&mut self, routed: Routed<$message>, ctx: &mut Self::Context) {
+                    let response = <$actor as Handler<$message>>::handle(self, routed.message, ctx);
+                    MessageResponse::<$actor, $message>::handle(response, ctx, Some(routed.reply));
+                }
+            }
+        )+
+    };
+}
+
+routed_handlers!(UserActor: msg::Submit, msg::SubmitReceipt, msg::Connect, msg::Disconnect,
+    msg::AckUpTo, msg::PrivacyChanged, msg::EnqueueEntries);
+routed_handlers!(GroupActor: gmsg::CreateGroup, gmsg::UpdateGroup, gmsg::JoinByInvite,
+    gmsg::GetGroup, gmsg::SendToGroup, gmsg::MemberDelivered, gmsg::MemberRead,
+    gmsg::GetMessageInfo);
 
 /// Finds, activates and places user and group actors.
 pub struct Registry {
@@ -73,6 +130,8 @@ pub struct Registry {
     hasher: std::collections::hash_map::RandomState,
     system: System,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Set in cluster mode: actors live on the nodes that own their shard partitions.
+    cluster: OnceLock<Arc<ClusterNode>>,
 }
 
 impl Registry {
@@ -105,6 +164,7 @@ impl Registry {
             hasher: Default::default(),
             system,
             thread: Mutex::new(Some(thread)),
+            cluster: OnceLock::new(),
         }))
     }
 
@@ -161,21 +221,35 @@ impl Registry {
         self.groups.deregister(group, self.hash(&group), addr);
     }
 
+    /// Puts this registry in cluster mode: from now on commands go through `node`.
+    pub fn set_cluster(&self, node: Arc<ClusterNode>) {
+        // Set once, at start-up.
+        let _ = self.cluster.set(node);
+    }
+
+    pub fn cluster(&self) -> Option<&Arc<ClusterNode>> {
+        self.cluster.get()
+    }
+
     /// Sends `message` to `user`'s actor and waits for the answer. A full mailbox makes this
     /// wait (backpressure). If the actor stopped in between (passivation), the message goes to a
-    /// freshly activated one; handlers are idempotent, so a retry is safe.
+    /// freshly activated one; handlers are idempotent, so a retry is safe. In cluster mode the
+    /// actor may be on another node.
     pub async fn ask<M>(
         self: &Arc<Self>,
         user: UserId,
         message: M,
     ) -> Result<M::Result, DeliveryError>
     where
-        M: Message + Clone + Send + 'static,
-        M::Result: Send,
+        M: Remote + Clone,
+        M::Result: WireResult + Send,
         UserActor: Handler<M>,
         <UserActor as Actor>::Context: ToEnvelope<UserActor, M>,
     {
-        retry(|| self.user(user), message).await
+        match self.cluster.get() {
+            Some(cluster) => cluster.ask(user.to_string(), message).await,
+            None => retry(|| self.user(user), message).await,
+        }
     }
 
     /// [`Registry::ask`] for a group actor.
@@ -185,17 +259,179 @@ impl Registry {
         message: M,
     ) -> Result<M::Result, DeliveryError>
     where
-        M: Message + Clone + Send + 'static,
-        M::Result: Send,
+        M: Remote + Clone,
+        M::Result: WireResult + Send,
         GroupActor: Handler<M>,
         <GroupActor as Actor>::Context: ToEnvelope<GroupActor, M>,
     {
-        retry(|| self.group(group), message).await
+        match self.cluster.get() {
+            Some(cluster) => cluster.ask(group.to_string(), message).await,
+            None => retry(|| self.group(group), message).await,
+        }
     }
 
-    /// Hands a hint to `user`'s actor if it runs; drops it otherwise (a stopped actor loads
-    /// everything from storage when it starts again). Hints bypass the mailbox bound: they are
-    /// small and idempotent, and waiting for room could deadlock two actors hinting each other.
+    /// Hands `message` to `user`'s actor for an effect nobody waits to see: in cluster mode
+    /// once the bus holds it durably, locally once the actor applied it (so that a busy actor
+    /// slows its sender down).
+    pub async fn tell<M>(self: &Arc<Self>, user: UserId, message: M) -> Result<(), DeliveryError>
+    where
+        M: Remote + Clone + Message<Result = ()>,
+        UserActor: Handler<M>,
+        <UserActor as Actor>::Context: ToEnvelope<UserActor, M>,
+    {
+        match self.cluster.get() {
+            Some(cluster) => cluster.tell(user.to_string(), message).await,
+            None => retry(|| self.user(user), message).await,
+        }
+    }
+
+    /// A hint for `user`'s actor wherever it runs, if it runs (typing, changed devices).
+    pub async fn hint<M>(self: &Arc<Self>, user: UserId, message: M)
+    where
+        M: Remote + Message<Result = ()>,
+        UserActor: Handler<M>,
+        <UserActor as Actor>::Context: ToEnvelope<UserActor, M>,
+    {
+        match self.cluster.get() {
+            Some(cluster) => {
+                if let Err(error) = cluster.tell(user.to_string(), message).await {
+                    tracing::debug!(%user, %error, "hint not sent");
+                }
+            }
+            None => self.notify(user, message),
+        }
+    }
+
+    /// Attaches a connection of this node to its user's actor.
+    pub async fn connect(
+        self: &Arc<Self>,
+        device: DeviceAddress,
+        conn: u64,
+        outbound: OutboundSender,
+    ) -> Result<(), DeliveryError> {
+        match self.cluster.get() {
+            Some(cluster) => cluster.attach(device, conn, outbound).await,
+            None => {
+                let connect = Connect {
+                    device: device.device,
+                    conn,
+                    outbound,
+                };
+                retry(|| self.user(device.user), connect).await
+            }
+        }
+    }
+
+    /// Detaches a closed connection of this node.
+    pub async fn disconnect(
+        self: &Arc<Self>,
+        device: DeviceAddress,
+        conn: u64,
+    ) -> Result<(), DeliveryError> {
+        match self.cluster.get() {
+            Some(cluster) => cluster.detach(device, conn).await,
+            None => {
+                let disconnect = Disconnect {
+                    device: device.device,
+                    conn,
+                };
+                retry(|| self.user(device.user), disconnect).await
+            }
+        }
+    }
+
+    /// Queues entries on other users' devices. Locally one atomic store write (the caller then
+    /// nudges the running actors); in a cluster one durable command per user, applied by the
+    /// actor that is the single writer of that user's queues.
+    pub async fn enqueue_for(
+        &self,
+        entries: Vec<(DeviceAddress, NewEntry)>,
+    ) -> Result<(), DeliveryError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        match self.cluster.get() {
+            Some(cluster) => cluster.enqueue_for(entries).await,
+            None => {
+                self.env.store.enqueue(entries).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether actors are sharded over the nodes of a cluster.
+    pub fn is_clustered(&self) -> bool {
+        self.cluster.get().is_some()
+    }
+
+    /// Announces a presence change to watchers on every node.
+    pub fn publish_presence(&self, user: UserId, online: bool, last_seen_ms: u64) {
+        match self.cluster.get() {
+            Some(cluster) => cluster.publish_presence(user, online, last_seen_ms),
+            None => self.env.presence.apply(user, online, last_seen_ms),
+        }
+    }
+
+    /// Hands `message` to `user`'s actor on this node (activating it) without waiting for room:
+    /// for cluster commands, which must keep their order.
+    pub fn local_send<M>(self: &Arc<Self>, user: UserId, message: M) -> oneshot::Receiver<M::Result>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        UserActor: Handler<Routed<M>>,
+    {
+        let (reply, rx) = oneshot::channel();
+        self.user(user).do_send(Routed { message, reply });
+        rx
+    }
+
+    /// [`Registry::local_send`] for a group actor.
+    pub fn local_send_group<M>(
+        self: &Arc<Self>,
+        group: GroupId,
+        message: M,
+    ) -> oneshot::Receiver<M::Result>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        GroupActor: Handler<Routed<M>>,
+    {
+        let (reply, rx) = oneshot::channel();
+        self.group(group).do_send(Routed { message, reply });
+        rx
+    }
+
+    /// Stops the actors of shard partitions that moved to another node, once each finished what
+    /// it had under way (their effects are persisted when this returns).
+    pub async fn retire(&self, partitions: &[u32]) {
+        let Some(cluster) = self.cluster.get() else {
+            return;
+        };
+        let users = self
+            .users
+            .select(|user| partitions.contains(&cluster.partition_of_user(*user)));
+        let groups = self
+            .groups
+            .select(|group| partitions.contains(&cluster.partition_of_group(*group)));
+        let mut waits = Vec::with_capacity(users.len() + groups.len());
+        for (user, addr) in users {
+            self.users.deregister(user, self.hash(&user), &addr);
+            waits.push(addr.send(Retire));
+        }
+        let mut group_waits = Vec::with_capacity(groups.len());
+        for (group, addr) in groups {
+            self.groups.deregister(group, self.hash(&group), &addr);
+            group_waits.push(addr.send(Retire));
+        }
+        // An actor that stopped meanwhile has nothing left to finish.
+        let _ = futures_util::future::join_all(waits).await;
+        let _ = futures_util::future::join_all(group_waits).await;
+    }
+
+    /// Hands a hint to `user`'s actor if it runs on this node; drops it otherwise (a stopped
+    /// actor loads everything from storage when it starts again). Hints bypass the mailbox
+    /// bound: they are small and idempotent, and waiting for room could deadlock two actors
+    /// hinting each other.
     pub fn notify<M>(&self, user: UserId, message: M)
     where
         M: Message<Result = ()> + Send + 'static,
@@ -208,14 +444,24 @@ impl Registry {
     }
 
     /// Hands a message to `group`'s actor, activating it, without waiting (from other actors,
-    /// which must never wait on each other).
+    /// which must never wait on each other). In cluster mode it goes through the bus.
     pub fn tell_group<M>(self: &Arc<Self>, group: GroupId, message: M)
     where
-        M: Message<Result = ()> + Send + 'static,
+        M: Remote + Message<Result = ()>,
         GroupActor: Handler<M>,
         <GroupActor as Actor>::Context: ToEnvelope<GroupActor, M>,
     {
-        self.group(group).do_send(message);
+        match self.cluster.get() {
+            Some(cluster) => {
+                let cluster = Arc::clone(cluster);
+                tokio::spawn(async move {
+                    if let Err(error) = cluster.tell(group.to_string(), message).await {
+                        tracing::warn!(%group, %error, "group notice not sent");
+                    }
+                });
+            }
+            None => self.group(group).do_send(message),
+        }
     }
 
     /// Stops every actor and the arbiters, and waits for their thread.

@@ -298,10 +298,17 @@ impl UserActor {
         } else {
             0
         };
-        self.env.presence.publish(self.user, online, shown);
+        self.registry.publish_presence(self.user, online, shown);
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
+        // Sessions of a node that went silent (cluster mode) are gone with it.
+        let before = self.sessions.len();
+        self.sessions
+            .retain(|_, session| !session.outbound.is_routed() || session.outbound.reachable());
+        if before > 0 && self.sessions.is_empty() {
+            self.publish_presence(false, now_ms());
+        }
         // Pushes that stalled on a full outbound queue resume here.
         for session in self.sessions.values_mut() {
             if !session.queue_empty_sent {
@@ -344,7 +351,9 @@ impl Actor for UserActor {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.env.metrics.actor_stopped();
-        for session in self.sessions.values() {
+        // Connections reached through the cluster stay open: they attach to the actor's next
+        // owner. Local ones close with the server.
+        for session in self.sessions.values().filter(|s| !s.outbound.is_routed()) {
             session
                 .outbound
                 .close(courier_protocol::close::GOING_AWAY, "server shutting down");
@@ -589,6 +598,14 @@ impl Handler<Connect> for UserActor {
 
     fn handle(&mut self, connect: Connect, ctx: &mut Self::Context) {
         self.touch();
+        if self
+            .sessions
+            .get(&connect.device)
+            .is_some_and(|s| s.conn == connect.conn)
+        {
+            // The same connection attached again (its node saw this actor's shard move).
+            return;
+        }
         let was_offline = self.sessions.is_empty();
         let session = Session {
             conn: connect.conn,
@@ -698,6 +715,7 @@ impl Handler<AckUpTo> for UserActor {
         }
         session.acked_up_to = up_to;
         let store = Arc::clone(&self.env.store);
+        let registry = Arc::clone(&self.registry);
         let from = DeviceAddress::new(self.user, ack.device);
         let retention = self.env.retention_ms;
         let senders: Vec<UserId> = receipts.keys().copied().collect();
@@ -729,10 +747,9 @@ impl Handler<AckUpTo> for UserActor {
                 }
             }
             let receipts = entries.len() as u64;
-            if !entries.is_empty() {
-                store.enqueue(entries).await?;
-            }
-            store.ack_queue(from, up_to).await.map(|()| receipts)
+            registry.enqueue_for(entries).await?;
+            store.ack_queue(from, up_to).await?;
+            Ok::<_, DeliveryError>(receipts)
         };
         ctx.wait(work.into_actor(self).map(move |result, actor, ctx| {
             match result {
@@ -825,6 +842,65 @@ impl Handler<DevicesChanged> for UserActor {
                     actor.devices = Some(Arc::new(current));
                 }),
         );
+    }
+}
+
+impl Handler<EnqueueEntries> for UserActor {
+    type Result = AtomicResponse<Self, Result<(), DeliveryError>>;
+
+    fn handle(&mut self, enqueue: EnqueueEntries, _ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        let store = Arc::clone(&self.env.store);
+        let user = self.user;
+        let entries: Vec<(DeviceAddress, NewEntry)> = enqueue
+            .entries
+            .iter()
+            .map(|(device, entry)| (DeviceAddress::new(user, *device), entry.clone()))
+            .collect();
+        let work = async move {
+            let outcomes = store.enqueue(entries.clone()).await?;
+            Ok::<_, DeliveryError>((entries, outcomes))
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(|result, actor, ctx| {
+            let (entries, outcomes) = result?;
+            let mut queued = 0;
+            for ((address, entry), outcome) in entries.iter().zip(outcomes) {
+                let EnqueueOutcome::Queued { seq } = outcome else {
+                    continue;
+                };
+                queued += 1;
+                if entry.payload.first() == Some(&GROUP_REF_TAG) {
+                    // A group reference is resolved by reading the queue.
+                    if let Some(session) = actor.sessions.get_mut(&address.device) {
+                        session.drained = false;
+                    }
+                    actor.pump(address.device, ctx);
+                    continue;
+                }
+                let origin = origin_of(&entry.payload);
+                if actor.offer_new_entry(
+                    address.device,
+                    seq,
+                    entry.enqueued_at,
+                    &entry.payload,
+                    origin,
+                ) {
+                    actor.pump(address.device, ctx);
+                }
+            }
+            actor.env.metrics.entries_queued(queued);
+            Ok(())
+        })))
+    }
+}
+
+impl Handler<Retire> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
+        // Handlers that write block the mailbox until they finish, so everything handed over
+        // before this message is persisted by now.
+        ctx.stop();
     }
 }
 

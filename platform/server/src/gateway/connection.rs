@@ -17,9 +17,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::outbound::{self, OutboundReceiver, OutboundSender};
 use super::rate::TokenBucket;
-use crate::actors::messages::{
-    AckUpTo, Connect, Disconnect, PrivacyChanged, Submit, SubmitReceipt, TypingNotice,
-};
+use crate::actors::messages::{AckUpTo, PrivacyChanged, Submit, SubmitReceipt, TypingNotice};
 use crate::clock::now_ms;
 use crate::error::{DeliveryError, error_code_label};
 use crate::metrics::FrameKind;
@@ -70,12 +68,7 @@ pub async fn run(
     if let End::Close(code, reason) = end {
         connection.close(code, reason).await;
     }
-    let user = device.user;
-    let disconnect = Disconnect {
-        device: device.device,
-        conn,
-    };
-    if let Err(error) = state.registry.ask(user, disconnect).await {
+    if let Err(error) = state.registry.disconnect(device, conn).await {
         tracing::warn!(%device, %error, "could not detach a session");
     }
     state.presence.unsubscribe_all(conn);
@@ -104,15 +97,10 @@ impl Connection {
         if self.send(&welcome, FrameKind::Other).await.is_err() {
             return End::Gone;
         }
-        let connect = Connect {
-            device: self.device.device,
-            conn: self.conn,
-            outbound: self.outbound.clone(),
-        };
         if self
             .state
             .registry
-            .ask(self.device.user, connect)
+            .connect(self.device, self.conn, self.outbound.clone())
             .await
             .is_err()
         {
@@ -339,7 +327,7 @@ impl Connection {
             conn: self.conn,
             up_to,
         };
-        if let Err(error) = self.state.registry.ask(self.device.user, ack).await {
+        if let Err(error) = self.state.registry.tell(self.device.user, ack).await {
             // The entries stay queued; they are pushed again on the next connection.
             tracing::warn!(device = %self.device, %error, "ack not applied");
         }
@@ -392,7 +380,7 @@ impl Connection {
                     typing: typing.typing,
                 };
                 // Typing reaches only users online now; nobody is activated for it.
-                self.state.registry.notify(recipient, notice);
+                self.state.registry.hint(recipient, notice).await;
                 Ok(())
             }
             Err(error) => {

@@ -26,7 +26,12 @@ impl Connection {
     /// Asks the actor of the group `group_id` names, answering a bad id as INVALID_ARGUMENT.
     async fn ask_group<M, R>(&mut self, group_id: &str, message: M) -> Result<R, DeliveryError>
     where
-        M: actix::Message<Result = Result<R, DeliveryError>> + Clone + Send + 'static,
+        M: crate::cluster::wire::Remote
+            + actix::Message<Result = Result<R, DeliveryError>>
+            + Clone
+            + Send
+            + 'static,
+        Result<R, DeliveryError>: crate::cluster::wire::WireResult,
         R: Send + 'static,
         GroupActor: actix::Handler<M>,
         <GroupActor as actix::Actor>::Context: actix::dev::ToEnvelope<GroupActor, M>,

@@ -34,7 +34,7 @@ pub async fn verify(
         state.store.add_one_time_prekeys(address, one_time).await?;
     }
     if !registration.removed_devices.is_empty() {
-        state.registry.notify(address.user, DevicesChanged);
+        state.registry.hint(address.user, DevicesChanged).await;
     }
     tracing::info!(device = %address, "device registered");
     Ok(Json(response))

@@ -1,0 +1,126 @@
+//! The store conformance suite and the restart check against a real cluster (Cassandra 5 or
+//! ScyllaDB) at `COURIER_TEST_CQL` (default `127.0.0.1:19042`; `ops/cluster/cassandra.sh start`
+//! runs one).
+//!
+//! Creating a keyspace's tables takes over a second on Cassandra, so tests do not create one
+//! each: they lease keyspaces from a small pool (`courier_test_0`, `courier_test_1`, ...) that
+//! outlives the test run, and empty the tables a previous test wrote with `TRUNCATE`. A lease is
+//! a row in `courier_test_pool.leases` (a lightweight transaction with a TTL), so test
+//! processes running at the same time never share a keyspace; inside one process a keyspace
+//! goes back to the pool when its test ends.
+
+mod support;
+
+use std::sync::Arc;
+
+use courier_store::Store;
+use courier_store::conformance::{T0, check_after_reopen, write_before_reopen};
+use courier_store_cql::{CqlConfig, CqlStore};
+
+use support::{Lease, config_for, connect_or_explain, fresh_store};
+
+async fn factory() -> (Arc<dyn Store>, Lease) {
+    let (store, lease) = fresh_store().await;
+    (Arc::new(store), lease)
+}
+
+mod conformance {
+    courier_store::conformance_tests!(super::factory);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_survives_a_new_session() {
+    let (store, lease) = fresh_store().await;
+    let before = write_before_reopen(&store).await;
+    drop(store);
+    let store = connect_or_explain(&config_for(lease.keyspace())).await;
+    check_after_reopen(&store, &before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_queued_entries_counts_every_queue() {
+    let (store, _lease) = fresh_store().await;
+    assert_eq!(
+        store.count_queued_entries().await.unwrap(),
+        0,
+        "an empty store"
+    );
+    let entry = |payload: &'static str| courier_store::NewEntry {
+        dedupe: None,
+        enqueued_at: T0,
+        expires_at: T0 + 1_000,
+        payload: bytes::Bytes::from_static(payload.as_bytes()),
+    };
+    let (a, b) = (device(), device());
+    let batch = (0..5)
+        .map(|_| (a, entry("a")))
+        .chain((0..3).map(|_| (b, entry("b"))))
+        .collect();
+    store.enqueue(batch).await.unwrap();
+    assert_eq!(store.count_queued_entries().await.unwrap(), 8);
+    store.ack_queue(a, 2).await.unwrap();
+    assert_eq!(
+        store.count_queued_entries().await.unwrap(),
+        6,
+        "acknowledged entries are gone"
+    );
+    assert_eq!(store.sweep_expired(T0 + 1_000).await.unwrap(), 6);
+    assert_eq!(store.count_queued_entries().await.unwrap(), 0);
+}
+
+fn device() -> courier_protocol::DeviceAddress {
+    courier_protocol::DeviceAddress::new(courier_protocol::UserId::random(), 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_cluster_is_unavailable() {
+    let config = CqlConfig {
+        contact_points: vec!["127.0.0.1:1".to_owned()],
+        keyspace: "courier_unreachable".to_owned(),
+        replication_factor: 1,
+        request_timeout: std::time::Duration::from_secs(2),
+        ..CqlConfig::default()
+    };
+    match CqlStore::connect(&config).await {
+        Err(courier_store::StoreError::Unavailable(message)) => {
+            assert!(message.contains("127.0.0.1:1"), "{message}")
+        }
+        Err(other) => panic!("expected Unavailable, got {other:?}"),
+        Ok(_) => panic!("connected to a closed port"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_starts_migrate_once() {
+    let lease = support::lease_dropped_keyspace().await;
+    let config = config_for(lease.keyspace());
+    let starts: Vec<_> = (0..3)
+        .map(|_| {
+            let config = config.clone();
+            tokio::spawn(async move { CqlStore::connect(&config).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for start in starts {
+        stores.push(start.await.expect("task").expect("connect"));
+    }
+    assert_eq!(
+        support::applied_migrations(lease.keyspace()).await,
+        vec![1],
+        "each migration recorded once"
+    );
+    let reg = stores[2]
+        .register(
+            &courier_protocol::PhoneNumber::parse("+15550000001").unwrap(),
+            "phone",
+            [1; 32],
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        stores[0].device(reg.device.address).await.unwrap(),
+        Some(reg.device),
+        "every store sees the same schema and data"
+    );
+}

@@ -121,7 +121,10 @@ pub async fn open(
     recorder: Arc<Recorder>,
 ) -> Result<(Link, Option<Arc<Semaphore>>), courier_client::ClientError> {
     let started = Instant::now();
-    let options = ConnectOptions { bind };
+    let options = ConnectOptions {
+        bind,
+        ..ConnectOptions::default()
+    };
     let (connection, _welcome) =
         GatewayConnection::connect(&settings.gateway_url, &user.credentials, &options).await?;
     recorder.latency(series::CONNECT, started.elapsed().as_micros() as u64);

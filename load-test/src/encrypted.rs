@@ -79,6 +79,7 @@ pub async fn chat(plan: &Plan, index: u32) -> anyhow::Result<RunResult> {
         let started = Instant::now();
         let options = ConnectOptions {
             bind: source(plan, i),
+            ..ConnectOptions::default()
         };
         let (messenger, events) = client.connect_with(&options).await?;
         recorder.latency(series::CONNECT, started.elapsed().as_micros() as u64);

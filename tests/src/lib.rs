@@ -340,3 +340,75 @@ impl Drop for ChildServer {
         let _ = self.child.wait();
     }
 }
+
+/// The address of a service the cluster tests need (`var`, or `default`), checked to be
+/// listening: a clear failure names the script that starts it.
+pub fn cluster_service(var: &str, default: &str) -> String {
+    let addr = std::env::var(var).unwrap_or_else(|_| default.to_owned());
+    let reachable = addr.parse::<SocketAddr>().is_ok_and(|parsed| {
+        std::net::TcpStream::connect_timeout(&parsed, Duration::from_secs(2)).is_ok()
+    });
+    assert!(
+        reachable,
+        "nothing listens on {addr} ({var}): start Kafka and Cassandra with \
+         ops/cluster/kafka.sh start and ops/cluster/cassandra.sh start (ops/test.sh does)"
+    );
+    addr
+}
+
+/// Server processes in cluster mode on the Kafka and Cassandra of `COURIER_TEST_KAFKA` and
+/// `COURIER_TEST_CQL`, on a fresh keyspace and fresh topics.
+pub struct ChildCluster {
+    pub nodes: Vec<ChildServer>,
+    pub dir: TempDir,
+}
+
+impl ChildCluster {
+    /// Starts `count` nodes of `binary`; `extra` settings apply to every node.
+    pub async fn start(binary: &Path, count: usize, extra: &[(&str, &str)]) -> ChildCluster {
+        let kafka = cluster_service("COURIER_TEST_KAFKA", "127.0.0.1:19092");
+        let cql = cluster_service("COURIER_TEST_CQL", "127.0.0.1:19042");
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let name = format!("t{}", &run[..12]);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut nodes = Vec::new();
+        for i in 1..=count {
+            let data = dir.path().join(format!("node-{i}"));
+            std::fs::create_dir_all(&data).expect("node dir");
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let mut env: Vec<(String, String)> = [
+                ("COURIER_STORE__BACKEND", "cql".to_owned()),
+                ("COURIER_STORE__CQL_CONTACT_POINTS", cql.clone()),
+                ("COURIER_STORE__CQL_KEYSPACE", name.clone()),
+                ("COURIER_STORE__CQL_REPLICATION_FACTOR", "1".into()),
+                ("COURIER_CLUSTER__BUS", "kafka".into()),
+                ("COURIER_CLUSTER__NODE_ID", format!("node-{i}")),
+                ("COURIER_CLUSTER__KAFKA_BROKERS", kafka.clone()),
+                ("COURIER_CLUSTER__TOPIC_PREFIX", name.clone()),
+                ("COURIER_CLUSTER__PARTITIONS", "12".into()),
+                ("COURIER_CLUSTER__KAFKA_SESSION_TIMEOUT_MS", "3000".into()),
+                ("COURIER_SERVER__ADMIN_TOKEN", format!("admin-{run}")),
+            ]
+            .map(|(k, v)| (k.to_owned(), v))
+            .to_vec();
+            env.extend(
+                extra
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            );
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            nodes.push(ChildServer::spawn_with(binary, &data, addr, env).await);
+        }
+        ChildCluster { nodes, dir }
+    }
+
+    /// Registers a user on node `node` with state in the cluster's directory.
+    pub async fn user(&self, node: usize) -> Client {
+        let phone = unique_phone();
+        let state = StateFile::at(self.dir.path().join(format!("user-{phone}")));
+        self.nodes[node].register(&phone, state).await
+    }
+}

@@ -277,7 +277,10 @@ impl Client {
         &self,
         options: &ConnectOptions,
     ) -> ClientResult<(Messenger, mpsc::Receiver<Event>)> {
-        let url = self.inner.api.gateway_url();
+        let url = match &options.server {
+            Some(server) => crate::api::Api::new(server)?.gateway_url(),
+            None => self.inner.api.gateway_url(),
+        };
         let (connection, _welcome) =
             GatewayConnection::connect(&url, &self.credentials(), options).await?;
         Ok(Messenger::start(self.clone(), connection))

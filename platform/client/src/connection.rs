@@ -25,6 +25,9 @@ use crate::error::{ClientError, ClientResult};
 pub struct ConnectOptions {
     /// Local address to connect from (load agents spread connections over 127.0.0.x).
     pub bind: Option<IpAddr>,
+    /// Another entry point of the same deployment to connect to (an `http(s)://` base URL, such
+    /// as another node of a cluster) instead of the server the device registered with.
+    pub server: Option<String>,
 }
 
 /// What a read returns.

@@ -143,9 +143,10 @@ async fn a_node_killed_mid_stream_loses_no_acknowledged_message() {
                 let started = std::time::Instant::now();
                 let outcome = alice_chat.send_text(to, &text).await;
                 let took = started.elapsed();
-                let mut longest = longest.lock().unwrap();
-                *longest = (*longest).max(took);
-                drop(longest);
+                {
+                    let mut longest = longest.lock().unwrap();
+                    *longest = (*longest).max(took);
+                }
                 match outcome {
                     Ok(_) => acknowledged
                         .lock()

@@ -195,7 +195,7 @@ async fn dependency_outage(case: &str, script: &str) {
     ops(script, &["start"]);
     let recovered = send_until_acknowledged(&alice_chat, bob.user_id(), 20, &mut tally).await;
     eprintln!(
-        "{case}: down for {:?}; sends acknowledged again {:?} after the restart began",
+        "{case}: down for {:?}; all sends acknowledged again within {:?} of it being back",
         down.elapsed() - recovered,
         recovered
     );

@@ -77,6 +77,10 @@ pub struct ClusterNode {
     connections: Mutex<HashMap<u64, LocalConnection>>,
     /// When each other node was last heard of.
     peers: Mutex<HashMap<String, Instant>>,
+    /// The partitions this node owns now.
+    owned: Mutex<Vec<Partition>>,
+    /// Which node owns each partition, as last announced (`Owns`, `Alive`).
+    owners: Mutex<HashMap<Partition, String>>,
     outboxes: Mutex<HashMap<String, mpsc::UnboundedSender<pb::NodeMessage>>>,
 }
 
@@ -111,6 +115,8 @@ impl ClusterNode {
             pending: Mutex::new(HashMap::new()),
             connections: Mutex::new(HashMap::new()),
             peers: Mutex::new(HashMap::new()),
+            owned: Mutex::new(Vec::new()),
+            owners: Mutex::new(HashMap::new()),
             outboxes: Mutex::new(HashMap::new()),
         })
     }
@@ -137,6 +143,7 @@ impl ClusterNode {
                 let alive = pb::node_message::Body::Alive(pb::Alive {
                     node: node.node_id.to_string(),
                     started_at_ms: node.started_at,
+                    partitions: lock(&node.owned).clone(),
                 });
                 node.broadcast(alive).await;
             }
@@ -317,6 +324,7 @@ impl ClusterNode {
         let _ = tx.send(message);
         outboxes.insert(node.to_owned(), tx);
         let bus = Arc::clone(&self.bus);
+        let me = self.me.clone();
         let destination = node.to_owned();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -327,10 +335,13 @@ impl ClusterNode {
                         Err(_) => break,
                     }
                 }
+                let lost = interrupted_sessions(&messages);
                 let payload = Bytes::from(pb::NodeBatch { messages }.encode_to_vec());
                 if let Err(error) = bus.send_to_node(&destination, payload).await {
-                    // Frames are ephemeral: what is lost is pushed again from the queues.
-                    tracing::warn!(node = %destination, %error, "node message lost");
+                    tracing::warn!(node = %destination, %error, "node messages lost");
+                    if let Some(node) = me.upgrade() {
+                        node.interrupted(&destination, lost);
+                    }
                 }
             }
         });
@@ -387,16 +398,74 @@ impl ClusterNode {
                         .apply(user, presence.online, presence.last_seen_ms);
                 }
             }
-            Some(Body::Owns(owns)) if owns.node != *self.node_id => {
-                self.reattach(&owns.partitions);
-            }
-            // This node attaches its own connections when it is assigned the partitions.
-            Some(Body::Owns(_)) => {}
+            Some(Body::Owns(owns)) => self.owner_news(&owns.node, &owns.partitions),
             Some(Body::Alive(alive)) => {
+                self.owner_news(&alive.node, &alive.partitions);
                 lock(&self.peers).insert(alive.node, Instant::now());
             }
             None => {}
         }
+    }
+
+    /// `node` owns `partitions`: connections of this node whose users moved to it attach there.
+    /// (This node attaches its own connections when it is assigned partitions.)
+    fn owner_news(&self, node: &str, partitions: &[u32]) {
+        if node == &*self.node_id {
+            return;
+        }
+        let moved: Vec<u32> = {
+            let mut owners = lock(&self.owners);
+            partitions
+                .iter()
+                .copied()
+                .filter(|p| owners.insert(*p, node.to_owned()).as_deref() != Some(node))
+                .collect()
+        };
+        if !moved.is_empty() {
+            self.reattach(&moved);
+        }
+    }
+
+    /// Frames for these sessions of `node` were lost (the bus refused them): a cumulative ack
+    /// past the gap would remove what the device never got. So the owner forgets the sessions
+    /// and asks `node` to close the connections (retrying while the bus is down); devices
+    /// reconnect and everything unacknowledged is pushed again.
+    fn interrupted(&self, node: &str, sessions: Vec<(u64, DeviceAddress)>) {
+        let Some(registry) = self.registry() else {
+            return;
+        };
+        for (conn, device) in &sessions {
+            let detach = Disconnect {
+                device: device.device,
+                conn: *conn,
+            };
+            registry.notify(device.user, detach);
+        }
+        let bus = Arc::clone(&self.bus);
+        let destination = node.to_owned();
+        tokio::spawn(async move {
+            let messages = sessions
+                .iter()
+                .map(|(conn, _)| pb::NodeMessage {
+                    body: Some(pb::node_message::Body::Close(pb::CloseConnection {
+                        conn: *conn,
+                        code: courier_protocol::close::GOING_AWAY as u32,
+                        reason: INTERRUPTED.into(),
+                    })),
+                })
+                .collect();
+            let payload = Bytes::from(pb::NodeBatch { messages }.encode_to_vec());
+            let mut delay = RETRY_FIRST;
+            let give_up = Instant::now() + DEAD_AFTER * 6;
+            while let Err(error) = bus.send_to_node(&destination, payload.clone()).await {
+                if Instant::now() >= give_up {
+                    tracing::warn!(node = %destination, %error, "could not close interrupted connections");
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(RETRY_MAX);
+            }
+        });
     }
 
     /// Attaches this node's connections of users in `partitions` again (their owner changed).
@@ -473,6 +542,7 @@ impl ClusterNode {
                 let outbound = OutboundSender::routed(RoutedConnection {
                     node: Arc::from(attach.node.as_str()),
                     conn: attach.conn,
+                    device: DeviceAddress::new(user()?, attach.device),
                     link: link as Arc<dyn ConnectionLink>,
                 });
                 let connect = Connect {
@@ -624,9 +694,27 @@ impl ClusterNode {
     }
 }
 
+/// The close reason of a connection whose frames were lost between nodes.
+const INTERRUPTED: &str = "delivery interrupted; reconnect";
+
+/// The sessions (connection, device) that frames in `messages` were for.
+fn interrupted_sessions(messages: &[pb::NodeMessage]) -> Vec<(u64, DeviceAddress)> {
+    let mut sessions: Vec<(u64, DeviceAddress)> = Vec::new();
+    for message in messages {
+        if let Some(pb::node_message::Body::Frame(frame)) = &message.body
+            && let Ok(device) = device_address(frame.device.as_ref())
+            && !sessions.iter().any(|(conn, _)| *conn == frame.conn)
+        {
+            sessions.push((frame.conn, device));
+        }
+    }
+    sessions
+}
+
 /// Close reasons cross the wire as text; the connection API takes static strings.
 fn close_reason(reason: &str) -> &'static str {
     match reason {
+        INTERRUPTED => INTERRUPTED,
         "replaced by a newer connection" => "replaced by a newer connection",
         "device removed" => "device removed",
         "server shutting down" => "server shutting down",
@@ -635,25 +723,22 @@ fn close_reason(reason: &str) -> &'static str {
 }
 
 impl ConnectionLink for ClusterNode {
-    fn frame(&self, node: &str, conn: u64, outbound: Outbound) -> bool {
-        if node == &*self.node_id {
-            return match lock(&self.connections).get(&conn) {
-                Some(connection) => connection.outbound.offer(outbound),
+    fn frame(&self, connection: &RoutedConnection, outbound: Outbound) -> bool {
+        if *connection.node == *self.node_id {
+            return match lock(&self.connections).get(&connection.conn) {
+                Some(local) => local.outbound.offer(outbound),
                 None => false,
             };
         }
-        let device = lock(&self.connections)
-            .get(&conn)
-            .map(|c| wire::device_ref(c.device));
         let message = pb::NodeMessage {
             body: Some(pb::node_message::Body::Frame(pb::ConnectionFrame {
-                conn,
+                conn: connection.conn,
                 frame: outbound.bytes.to_vec(),
                 kind: outbound.kind.code(),
-                device,
+                device: Some(wire::device_ref(connection.device)),
             })),
         };
-        self.send_to(node, message);
+        self.send_to(&connection.node, message);
         true
     }
 
@@ -708,6 +793,12 @@ where
 impl BusHandler for ClusterNode {
     async fn assigned(&self, partitions: Vec<Partition>) {
         tracing::info!(node = %self.node_id, count = partitions.len(), "partitions assigned");
+        {
+            let mut owned = lock(&self.owned);
+            owned.extend(partitions.iter().copied());
+            owned.sort_unstable();
+            owned.dedup();
+        }
         let owns = pb::node_message::Body::Owns(pb::Owns {
             node: self.node_id.to_string(),
             partitions: partitions.clone(),
@@ -721,6 +812,7 @@ impl BusHandler for ClusterNode {
 
     async fn revoked(&self, partitions: Vec<Partition>) {
         tracing::info!(node = %self.node_id, count = partitions.len(), "partitions revoked");
+        lock(&self.owned).retain(|p| !partitions.contains(p));
         if let Some(registry) = self.registry() {
             registry.retire(&partitions).await;
         }

@@ -62,7 +62,7 @@ enum Target {
 pub trait ConnectionLink: Send + Sync + 'static {
     /// Hands a frame on, in order with the frames handed on before for the same connection;
     /// `false` if it cannot be taken now (it stays queued and is pushed again later).
-    fn frame(&self, node: &str, conn: u64, outbound: Outbound) -> bool;
+    fn frame(&self, connection: &RoutedConnection, outbound: Outbound) -> bool;
     fn close(&self, node: &str, conn: u64, code: u16, reason: &'static str);
     /// Whether `node` is alive and still the incarnation that opened `conn`.
     fn reachable(&self, node: &str, conn: u64) -> bool;
@@ -73,6 +73,8 @@ pub trait ConnectionLink: Send + Sync + 'static {
 pub struct RoutedConnection {
     pub node: Arc<str>,
     pub conn: u64,
+    /// Whose connection it is.
+    pub device: courier_protocol::DeviceAddress,
     pub link: Arc<dyn ConnectionLink>,
 }
 
@@ -117,7 +119,7 @@ impl OutboundSender {
     pub fn offer(&self, outbound: Outbound) -> bool {
         match &self.target {
             Target::Local { frames, .. } => frames.try_send(outbound).is_ok(),
-            Target::Routed(c) => c.link.frame(&c.node, c.conn, outbound),
+            Target::Routed(c) => c.link.frame(c, outbound),
         }
     }
 

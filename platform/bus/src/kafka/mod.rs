@@ -179,6 +179,8 @@ pub struct KafkaBus {
     node_task: Mutex<Option<JoinHandle<()>>>,
     started: AtomicBool,
     closed: AtomicBool,
+    /// `shutdown` has begun (publishing stays open until the consumer has revoked).
+    closing: AtomicBool,
 }
 
 impl std::fmt::Debug for KafkaBus {
@@ -238,6 +240,7 @@ impl KafkaBus {
             node_task: Mutex::new(None),
             started: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             config,
         })
     }
@@ -360,13 +363,16 @@ impl Bus for KafkaBus {
     }
 
     async fn shutdown(&self) {
-        if self.closed.swap(true, Ordering::SeqCst) {
+        if self.closing.swap(true, Ordering::SeqCst) {
             return;
         }
+        // Publishing stays open while the consumer revokes: retiring actors may still hand
+        // work to other actors and answer asks.
         let consumer = lock(&self.shard_consumer).take();
         if let Some(consumer) = consumer {
             consumer.close(false).await;
         }
+        self.closed.store(true, Ordering::SeqCst);
         self.stop_node_messages();
         let producer = self.producer.clone();
         let flush_timeout = Duration::from_millis(u64::from(self.config.delivery_timeout_ms));

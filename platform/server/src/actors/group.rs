@@ -610,9 +610,10 @@ async fn record_and_forward(
 }
 
 impl Handler<MemberDelivered> for GroupActor {
-    type Result = ();
+    // Atomic: answered (in a cluster: its record completed) once the receipt is recorded.
+    type Result = AtomicResponse<Self, ()>;
 
-    fn handle(&mut self, delivered: MemberDelivered, ctx: &mut Self::Context) {
+    fn handle(&mut self, delivered: MemberDelivered, _ctx: &mut Self::Context) -> Self::Result {
         self.touch();
         let store = Arc::clone(&self.env.store);
         let registry = Arc::clone(&self.registry);
@@ -630,16 +631,15 @@ impl Handler<MemberDelivered> for GroupActor {
             )
             .await
         };
-        ctx.wait(
-            work.into_actor(self)
-                .map(|result, actor, _ctx| match result {
-                    Ok(Some(sender)) => actor.nudge([sender]),
-                    Ok(None) => {}
-                    Err(error) => {
-                        tracing::warn!(group = %actor.id, %error, "delivery receipt lost")
-                    }
-                }),
-        );
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(
+            |result, actor, _ctx| match result {
+                Ok(Some(sender)) => actor.nudge([sender]),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(group = %actor.id, %error, "delivery receipt lost")
+                }
+            },
+        )))
     }
 }
 

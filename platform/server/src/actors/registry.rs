@@ -381,6 +381,13 @@ impl Registry {
         UserActor: Handler<Routed<M>>,
     {
         let (reply, rx) = oneshot::channel();
+        if let Some(cluster) = self.cluster.get()
+            && !cluster.owns(cluster.partition_of_user(user))
+            && self.active(user).is_none()
+        {
+            // The partition moved away: no second writer of this user's queues here.
+            return rx;
+        }
         self.user(user).do_send(Routed { message, reply });
         rx
     }
@@ -397,6 +404,12 @@ impl Registry {
         GroupActor: Handler<Routed<M>>,
     {
         let (reply, rx) = oneshot::channel();
+        if let Some(cluster) = self.cluster.get()
+            && !cluster.owns(cluster.partition_of_group(group))
+            && self.groups.active(group, self.hash(&group)).is_none()
+        {
+            return rx;
+        }
         self.group(group).do_send(Routed { message, reply });
         rx
     }
@@ -443,24 +456,25 @@ impl Registry {
         }
     }
 
-    /// Hands a message to `group`'s actor, activating it, without waiting (from other actors,
-    /// which must never wait on each other). In cluster mode it goes through the bus.
-    pub fn tell_group<M>(self: &Arc<Self>, group: GroupId, message: M)
+    /// Hands a message to `group`'s actor without waiting for its effect (from other actors,
+    /// which must never wait on each other): locally into its mailbox, in a cluster once the
+    /// bus holds it durably.
+    pub async fn tell_group<M>(
+        self: &Arc<Self>,
+        group: GroupId,
+        message: M,
+    ) -> Result<(), DeliveryError>
     where
         M: Remote + Message<Result = ()>,
         GroupActor: Handler<M>,
         <GroupActor as Actor>::Context: ToEnvelope<GroupActor, M>,
     {
         match self.cluster.get() {
-            Some(cluster) => {
-                let cluster = Arc::clone(cluster);
-                tokio::spawn(async move {
-                    if let Err(error) = cluster.tell(group.to_string(), message).await {
-                        tracing::warn!(%group, %error, "group notice not sent");
-                    }
-                });
+            Some(cluster) => cluster.tell(group.to_string(), message).await,
+            None => {
+                self.group(group).do_send(message);
+                Ok(())
             }
-            None => self.group(group).do_send(message),
         }
     }
 

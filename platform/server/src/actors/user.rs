@@ -304,8 +304,18 @@ impl UserActor {
     fn tick(&mut self, ctx: &mut Context<Self>) {
         // Sessions of a node that went silent (cluster mode) are gone with it.
         let before = self.sessions.len();
-        self.sessions
-            .retain(|_, session| !session.outbound.is_routed() || session.outbound.reachable());
+        self.sessions.retain(|_, session| {
+            let keep = !session.outbound.is_routed() || session.outbound.reachable();
+            if !keep {
+                // If the node is alive after all (its liveness messages were late), the device
+                // reconnects and attaches again.
+                session.outbound.close(
+                    courier_protocol::close::GOING_AWAY,
+                    "delivery interrupted; reconnect",
+                );
+            }
+            keep
+        });
         if before > 0 && self.sessions.is_empty() {
             self.publish_presence(false, now_ms());
         }
@@ -652,6 +662,11 @@ impl Handler<Disconnect> for UserActor {
             .get(&disconnect.device)
             .is_some_and(|s| s.conn == disconnect.conn);
         if !current {
+            if self.sessions.is_empty() && self.registry.is_clustered() {
+                // The session was attached to this actor's previous owner: the user went
+                // offline all the same.
+                self.publish_presence(false, now_ms());
+            }
             return;
         }
         self.sessions.remove(&disconnect.device);
@@ -673,20 +688,22 @@ impl Handler<Disconnect> for UserActor {
 }
 
 impl Handler<AckUpTo> for UserActor {
-    type Result = ();
+    // Atomic: the ack is answered (and, in a cluster, its record completed) once it is applied.
+    type Result = AtomicResponse<Self, ()>;
 
-    fn handle(&mut self, ack: AckUpTo, ctx: &mut Self::Context) {
+    fn handle(&mut self, ack: AckUpTo, _ctx: &mut Self::Context) -> Self::Result {
         self.touch();
+        let nothing = || AtomicResponse::new(Box::pin(actix::fut::ready(())));
         let Some(session) = self.sessions.get_mut(&ack.device) else {
-            return;
+            return nothing();
         };
         if session.conn != ack.conn {
-            return;
+            return nothing();
         }
         // Only what was pushed on this connection can be acknowledged on it.
         let up_to = ack.up_to.min(session.pushed_up_to);
         if up_to <= session.acked_up_to {
-            return;
+            return nothing();
         }
         let now = now_ms();
         let mut receipts: HashMap<UserId, Vec<String>> = HashMap::new();
@@ -748,38 +765,42 @@ impl Handler<AckUpTo> for UserActor {
             }
             let receipts = entries.len() as u64;
             registry.enqueue_for(entries).await?;
+            // Group deliveries are handed to the groups' actors before the range goes, so that
+            // a crash in between repeats them rather than losing them.
+            for (group, message_seq) in group_deliveries {
+                let delivered = MemberDelivered {
+                    member: from,
+                    message_seq,
+                };
+                registry.tell_group(group, delivered).await?;
+            }
             store.ack_queue(from, up_to).await?;
             Ok::<_, DeliveryError>(receipts)
         };
-        ctx.wait(work.into_actor(self).map(move |result, actor, ctx| {
-            match result {
-                Ok(receipts) => {
-                    actor.env.metrics.entries_queued(receipts);
-                    actor.env.metrics.entries_acked(acked);
-                    for (group, message_seq) in group_deliveries {
-                        let delivered = MemberDelivered {
-                            member: from,
-                            message_seq,
-                        };
-                        actor.registry.tell_group(group, delivered);
-                    }
-                    for sender in senders {
-                        if sender == actor.user {
-                            for session in actor.sessions.values_mut() {
-                                session.drained = false;
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(
+            move |result, actor, ctx| {
+                match result {
+                    Ok(receipts) => {
+                        actor.env.metrics.entries_queued(receipts);
+                        actor.env.metrics.entries_acked(acked);
+                        for sender in senders {
+                            if sender == actor.user {
+                                for session in actor.sessions.values_mut() {
+                                    session.drained = false;
+                                }
+                            } else {
+                                actor.registry.notify(sender, QueueChanged);
                             }
-                        } else {
-                            actor.registry.notify(sender, QueueChanged);
                         }
                     }
+                    Err(error) => {
+                        // The entries stay queued and are pushed again on the next connection.
+                        tracing::warn!(device = %from, %error, "could not apply an ack");
+                    }
                 }
-                Err(error) => {
-                    // The entries stay queued and are pushed again on the next connection.
-                    tracing::warn!(device = %from, %error, "could not apply an ack");
-                }
-            }
-            actor.pump_all(ctx);
-        }));
+                actor.pump_all(ctx);
+            },
+        )))
     }
 }
 

@@ -34,9 +34,11 @@ use courier_protocol::{DeviceAddress, GroupId, UserId};
 use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::actors::group::GroupActor;
 use crate::actors::group_messages::*;
 use crate::actors::messages::*;
-use crate::actors::registry::Registry;
+use crate::actors::registry::{Registry, Routed};
+use crate::actors::user::UserActor;
 use crate::clock::now_ms;
 use crate::error::DeliveryError;
 use crate::gateway::outbound::{ConnectionLink, Outbound, OutboundSender, RoutedConnection};
@@ -67,7 +69,6 @@ pub struct ClusterNode {
     bus: Arc<dyn Bus>,
     node_id: Arc<str>,
     started_at: u64,
-    started: Instant,
     partitions: u32,
     ask_timeout: Duration,
     registry: OnceLock<Arc<Registry>>,
@@ -79,8 +80,8 @@ pub struct ClusterNode {
     peers: Mutex<HashMap<String, Instant>>,
     /// The partitions this node owns now.
     owned: Mutex<Vec<Partition>>,
-    /// Which node owns each partition, as last announced (`Owns`, `Alive`).
-    owners: Mutex<HashMap<Partition, String>>,
+    /// Which node (and incarnation) owns each partition, as last announced (`Alive`).
+    owners: Mutex<HashMap<Partition, (String, u64)>>,
     outboxes: Mutex<HashMap<String, mpsc::UnboundedSender<pb::NodeMessage>>>,
 }
 
@@ -107,11 +108,11 @@ impl ClusterNode {
             partitions: bus.partitions(),
             bus,
             started_at: now_ms(),
-            started: Instant::now(),
             ask_timeout,
             registry: OnceLock::new(),
             presence,
-            next_request: AtomicU64::new(1),
+            // Unique across restarts: a late answer to the previous incarnation must not match.
+            next_request: AtomicU64::new(now_ms() << 16),
             pending: Mutex::new(HashMap::new()),
             connections: Mutex::new(HashMap::new()),
             peers: Mutex::new(HashMap::new()),
@@ -138,6 +139,7 @@ impl ClusterNode {
         let node = Arc::clone(self);
         tokio::spawn(async move {
             let mut every = tokio::time::interval(ALIVE_EVERY);
+            let mut silent_since: Option<Instant> = None;
             loop {
                 every.tick().await;
                 let alive = pb::node_message::Body::Alive(pb::Alive {
@@ -145,7 +147,17 @@ impl ClusterNode {
                     started_at_ms: node.started_at,
                     partitions: lock(&node.owned).clone(),
                 });
-                node.broadcast(alive).await;
+                if node.broadcast(alive).await {
+                    // Others may have taken this node for dead and dropped its sessions.
+                    if silent_since
+                        .take()
+                        .is_some_and(|at| at.elapsed() >= DEAD_AFTER / 2)
+                    {
+                        node.reattach_all();
+                    }
+                } else {
+                    silent_since.get_or_insert_with(Instant::now);
+                }
             }
         });
         Ok(())
@@ -154,6 +166,11 @@ impl ClusterNode {
     /// Leaves the cluster: partitions go to the other nodes.
     pub async fn shutdown(&self) {
         self.bus.shutdown().await;
+    }
+
+    /// Whether this node owns `partition` now.
+    pub fn owns(&self, partition: Partition) -> bool {
+        lock(&self.owned).contains(&partition)
     }
 
     pub fn partition_of_user(&self, user: UserId) -> Partition {
@@ -301,13 +318,24 @@ impl ClusterNode {
         });
     }
 
-    async fn broadcast(&self, body: pb::node_message::Body) {
+    /// Sends `body` to every node; `false` if the bus refused it.
+    async fn broadcast(&self, body: pb::node_message::Body) -> bool {
         let batch = pb::NodeBatch {
             messages: vec![pb::NodeMessage { body: Some(body) }],
         };
-        if let Err(error) = self.bus.broadcast(Bytes::from(batch.encode_to_vec())).await {
-            tracing::warn!(%error, "broadcast failed");
+        match self.bus.broadcast(Bytes::from(batch.encode_to_vec())).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "broadcast failed");
+                false
+            }
         }
+    }
+
+    /// Attaches every connection of this node again.
+    fn reattach_all(&self) {
+        let all: Vec<u32> = (0..self.partitions).collect();
+        self.reattach(&all);
     }
 
     /// Queues a node message for `node`, in order; a task per destination sends what piled up
@@ -398,27 +426,33 @@ impl ClusterNode {
                         .apply(user, presence.online, presence.last_seen_ms);
                 }
             }
-            Some(Body::Owns(owns)) => self.owner_news(&owns.node, &owns.partitions),
+            // A fresh assignment (perhaps to a restarted node of the same id): attach again.
+            Some(Body::Owns(owns)) if owns.node != *self.node_id => {
+                self.reattach(&owns.partitions);
+            }
+            Some(Body::Owns(_)) => {}
             Some(Body::Alive(alive)) => {
-                self.owner_news(&alive.node, &alive.partitions);
+                self.owner_news(&alive.node, alive.started_at_ms, &alive.partitions);
                 lock(&self.peers).insert(alive.node, Instant::now());
             }
             None => {}
         }
     }
 
-    /// `node` owns `partitions`: connections of this node whose users moved to it attach there.
-    /// (This node attaches its own connections when it is assigned partitions.)
-    fn owner_news(&self, node: &str, partitions: &[u32]) {
+    /// `node` (incarnation `started_at`) owns `partitions`: connections of this node whose users
+    /// moved to it, or whose owner restarted, attach there. (This node attaches its own
+    /// connections when it is assigned partitions.)
+    fn owner_news(&self, node: &str, started_at: u64, partitions: &[u32]) {
         if node == &*self.node_id {
             return;
         }
+        let owner = (node.to_owned(), started_at);
         let moved: Vec<u32> = {
             let mut owners = lock(&self.owners);
             partitions
                 .iter()
                 .copied()
-                .filter(|p| owners.insert(*p, node.to_owned()).as_deref() != Some(node))
+                .filter(|p| owners.insert(*p, owner.clone()).as_ref() != Some(&owner))
                 .collect()
         };
         if !moved.is_empty() {
@@ -483,6 +517,10 @@ impl ClusterNode {
         }
         tokio::spawn(async move {
             for (device, conn) in devices {
+                // It may have closed meanwhile: a late attach would replace a newer session.
+                if !lock(&node.connections).contains_key(&conn) {
+                    continue;
+                }
                 if let Err(error) = node.send_attach(device, conn).await {
                     tracing::warn!(%device, %error, "could not attach a connection again");
                 }
@@ -524,7 +562,7 @@ impl ClusterNode {
                             .ok_or_else(|| WireError("a submit without a message".into()))?,
                     ),
                 };
-                answer_of(registry.local_send(user()?, message))
+                to_user(&registry, user()?, message)
             }
             Body::SubmitReceipt(receipt) => {
                 let message = SubmitReceipt {
@@ -532,7 +570,7 @@ impl ClusterNode {
                     kind: wire::receipt_type(receipt.kind),
                     message_ids: Arc::new(receipt.message_ids),
                 };
-                answer_of(registry.local_send(user()?, message))
+                to_user(&registry, user()?, message)
             }
             Body::Attach(attach) => {
                 let link = self
@@ -550,14 +588,14 @@ impl ClusterNode {
                     conn: attach.conn,
                     outbound,
                 };
-                answer_of(registry.local_send(user()?, connect))
+                to_user(&registry, user()?, connect)
             }
             Body::Detach(detach) => {
                 let message = Disconnect {
                     device: detach.device,
                     conn: detach.conn,
                 };
-                answer_of(registry.local_send(user()?, message))
+                to_user(&registry, user()?, message)
             }
             Body::Ack(ack) => {
                 let message = AckUpTo {
@@ -565,7 +603,7 @@ impl ClusterNode {
                     conn: ack.conn,
                     up_to: ack.up_to,
                 };
-                answer_of(registry.local_send(user()?, message))
+                to_user(&registry, user()?, message)
             }
             Body::Typing(typing) => {
                 let from = typing
@@ -582,7 +620,9 @@ impl ClusterNode {
             }
             Body::Enqueue(enqueue) => {
                 let message = entries_from_wire(user()?, enqueue.entries)?;
+                let partition = self.partition_of_user(message.user);
                 let first = registry.local_send(message.user, message.clone());
+                let me = self.me.clone();
                 Box::pin(async move {
                     let mut result = first.await;
                     let mut delay = RETRY_FIRST;
@@ -591,10 +631,16 @@ impl ClusterNode {
                             Ok(Ok(())) => break,
                             Ok(Err(DeliveryError::Unavailable(_) | DeliveryError::Busy))
                             | Err(_) => {
-                                // Storage is down or the actor stopped: the entries must land.
+                                // Storage is down or the actor stopped: the entries must land,
+                                // but only through the partition's owner. Once it moved away,
+                                // the record (not completed before the hand-over) goes to the
+                                // next owner.
                                 tracing::warn!(user = %message.user, ?delay, "queue write postponed");
                                 tokio::time::sleep(delay).await;
                                 delay = (delay * 2).min(RETRY_MAX);
+                                if !me.upgrade().is_some_and(|node| node.owns(partition)) {
+                                    break;
+                                }
                                 result = registry.local_send(message.user, message.clone()).await;
                             }
                             Ok(Err(error)) => {
@@ -614,48 +660,48 @@ impl ClusterNode {
                 let message = PrivacyChanged {
                     last_seen_visible: change.last_seen_visible,
                 };
-                answer_of(registry.local_send(user()?, message))
+                to_user(&registry, user()?, message)
             }
             Body::CreateGroup(create) => {
                 let message = CreateGroup {
                     by: device_address(create.by.as_ref())?,
                     create: Arc::new(create.create.unwrap_or_default()),
                 };
-                answer_of(registry.local_send_group(group()?, message))
+                to_group(&registry, group()?, message)
             }
             Body::UpdateGroup(update) => {
                 let message = UpdateGroup {
                     by: device_address(update.by.as_ref())?,
                     update: Arc::new(update.update.unwrap_or_default()),
                 };
-                answer_of(registry.local_send_group(group()?, message))
+                to_group(&registry, group()?, message)
             }
             Body::JoinByInvite(join) => {
                 let message = JoinByInvite {
                     by: device_address(join.by.as_ref())?,
                     code: join.code,
                 };
-                answer_of(registry.local_send_group(group()?, message))
+                to_group(&registry, group()?, message)
             }
             Body::GetGroup(get) => {
                 let message = GetGroup {
                     by: device_address(get.by.as_ref())?,
                 };
-                answer_of(registry.local_send_group(group()?, message))
+                to_group(&registry, group()?, message)
             }
             Body::SendToGroup(send) => {
                 let message = SendToGroup {
                     from: device_address(send.from.as_ref())?,
                     send: Arc::new(send.send.unwrap_or_default()),
                 };
-                answer_of(registry.local_send_group(group()?, message))
+                to_group(&registry, group()?, message)
             }
             Body::MemberDelivered(delivered) => {
                 let message = MemberDelivered {
                     member: device_address(delivered.member.as_ref())?,
                     message_seq: delivered.message_seq,
                 };
-                answer_of(registry.local_send_group(group()?, message))
+                to_group(&registry, group()?, message)
             }
             Body::MemberRead(read) => {
                 let message = MemberRead {
@@ -666,14 +712,14 @@ impl ClusterNode {
                         .map_err(|e| WireError(e.to_string()))?,
                     message_ids: Arc::new(read.message_ids),
                 };
-                answer_of(registry.local_send_group(group()?, message))
+                to_group(&registry, group()?, message)
             }
             Body::GetMessageInfo(info) => {
                 let message = GetMessageInfo {
                     by: device_address(info.by.as_ref())?,
                     client_message_id: info.client_message_id,
                 };
-                answer_of(registry.local_send_group(group()?, message))
+                to_group(&registry, group()?, message)
             }
         })
     }
@@ -763,28 +809,62 @@ impl ConnectionLink for ClusterNode {
         if node == &*self.node_id {
             return lock(&self.connections).contains_key(&conn);
         }
-        match lock(&self.peers).get(node) {
-            Some(heard) => heard.elapsed() < DEAD_AFTER,
-            // Not heard of yet (this node just started): give it the benefit of the doubt.
-            None => self.started.elapsed() < DEAD_AFTER,
-        }
+        // A node not heard of yet (just started, or this node just started) gets the same grace
+        // from its first mention.
+        let mut peers = lock(&self.peers);
+        let heard = peers.entry(node.to_owned()).or_insert_with(Instant::now);
+        heard.elapsed() < DEAD_AFTER
     }
 }
 
-/// The encoded answer of a message handed to a local actor; an actor that stopped before
-/// answering counts as busy (the asker retries).
-fn answer_of<R>(rx: oneshot::Receiver<R>) -> ReplyFuture
+/// Hands `message` to `user`'s actor here and answers with its result.
+fn to_user<M>(registry: &Arc<Registry>, user: UserId, message: M) -> ReplyFuture
+where
+    M: actix::Message + Clone + Send + 'static,
+    M::Result: WireResult + Send,
+    UserActor: actix::Handler<Routed<M>>,
+{
+    let first = registry.local_send(user, message.clone());
+    let registry = Arc::clone(registry);
+    answer_of(first, move || registry.local_send(user, message.clone()))
+}
+
+/// Hands `message` to `group`'s actor here and answers with its result.
+fn to_group<M>(registry: &Arc<Registry>, group: GroupId, message: M) -> ReplyFuture
+where
+    M: actix::Message + Clone + Send + 'static,
+    M::Result: WireResult + Send,
+    GroupActor: actix::Handler<Routed<M>>,
+{
+    let first = registry.local_send_group(group, message.clone());
+    let registry = Arc::clone(registry);
+    answer_of(first, move || {
+        registry.local_send_group(group, message.clone())
+    })
+}
+
+/// The encoded answer of a message handed to a local actor. An actor that stopped with the
+/// message still in its mailbox (it passivated in that moment) gets it again through a fresh
+/// actor; if that fails too, the answer is "busy" (the asker retries).
+fn answer_of<R>(
+    first: oneshot::Receiver<R>,
+    again: impl Fn() -> oneshot::Receiver<R> + Send + 'static,
+) -> ReplyFuture
 where
     R: WireResult + Send + 'static,
 {
     Box::pin(async move {
-        match rx.await {
-            Ok(result) => result.to_reply(),
-            Err(_) => pb::Reply {
-                status: courier_protocol::v1::ErrorCode::Busy as i32,
-                message: "the actor stopped; retry".into(),
-                ..Default::default()
-            },
+        let mut rx = first;
+        for _ in 0..3 {
+            match rx.await {
+                Ok(result) => return result.to_reply(),
+                Err(_) => rx = again(),
+            }
+        }
+        pb::Reply {
+            status: courier_protocol::v1::ErrorCode::Busy as i32,
+            message: "the actor stopped; retry".into(),
+            ..Default::default()
         }
     })
 }

@@ -36,9 +36,10 @@ struct Preparer<'a> {
 
 impl Preparer<'_> {
     async fn prepare(&self, kind: Kind, cql: &str) -> StoreResult<PreparedStatement> {
+        let cql = qualify(cql, &self.config.keyspace);
         let cql = match kind {
-            Kind::Scan => scan_cql(cql, self.config.scylla_extensions),
-            _ => cql.to_owned(),
+            Kind::Scan => scan_cql(&cql, self.config.scylla_extensions),
+            _ => cql,
         };
         let mut statement = self.session.prepare(cql).await.store_err()?;
         match kind {
@@ -59,6 +60,26 @@ impl Preparer<'_> {
         }
         Ok(statement)
     }
+}
+
+/// `cql` with every table name qualified by `keyspace` (the word after `FROM`, `INTO` or
+/// `UPDATE`). Unqualified names in prepared statements are ambiguous: Cassandra may hand a
+/// session a statement prepared by another client for the same text in another keyspace, and a
+/// read would then look at the other keyspace's table.
+fn qualify(cql: &str, keyspace: &str) -> String {
+    let mut out = Vec::new();
+    let mut table_next = false;
+    for word in cql.split_whitespace() {
+        if table_next && !word.contains('.') {
+            out.push(format!("{keyspace}.{word}"));
+        } else {
+            out.push(word.to_owned());
+        }
+        table_next = ["FROM", "INTO", "UPDATE"]
+            .iter()
+            .any(|k| word.eq_ignore_ascii_case(k));
+    }
+    out.join(" ")
 }
 
 /// A scan's CQL: with ScyllaDB extensions, the server-side timeout is raised to match the
@@ -229,6 +250,30 @@ mod tests {
         assert_eq!(
             scan_cql("SELECT a FROM t", true),
             "SELECT a FROM t USING TIMEOUT 60s"
+        );
+    }
+
+    #[test]
+    fn table_names_are_qualified_by_the_keyspace() {
+        assert_eq!(
+            qualify("SELECT a, b FROM devices WHERE user_id = ?", "ks"),
+            "SELECT a, b FROM ks.devices WHERE user_id = ?"
+        );
+        assert_eq!(
+            qualify("INSERT INTO phones (p) VALUES (?) IF NOT EXISTS", "ks"),
+            "INSERT INTO ks.phones (p) VALUES (?) IF NOT EXISTS"
+        );
+        assert_eq!(
+            qualify("UPDATE accounts SET x = ? WHERE u = ?", "ks"),
+            "UPDATE ks.accounts SET x = ? WHERE u = ?"
+        );
+        assert_eq!(
+            qualify("DELETE FROM dedupe USING TIMESTAMP ? WHERE k = ?", "ks"),
+            "DELETE FROM ks.dedupe USING TIMESTAMP ? WHERE k = ?"
+        );
+        assert_eq!(
+            qualify("SELECT x FROM other.t", "ks"),
+            "SELECT x FROM other.t"
         );
     }
 }

@@ -146,15 +146,15 @@ impl Accounts {
         let header = header.ok_or_else(|| unauthorized("missing Authorization header"))?;
         let (address, password) =
             parse_basic(header).ok_or_else(|| unauthorized("malformed Authorization header"))?;
-        let device = self
-            .store
-            .device(address)
-            .await?
-            .ok_or_else(|| unauthorized("unknown device or wrong password"))?;
+        let Some(device) = self.store.device(address).await? else {
+            tracing::debug!(%address, "authentication failed: unknown device");
+            return Err(unauthorized("unknown device or wrong password"));
+        };
         let presented = hash_password(&password);
         if bool::from(presented.ct_eq(&device.credential_hash)) {
             Ok(address)
         } else {
+            tracing::debug!(%address, "authentication failed: wrong password");
             Err(unauthorized("unknown device or wrong password"))
         }
     }

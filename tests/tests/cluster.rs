@@ -99,8 +99,11 @@ fn collect(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
-            if let Event::Message { text, .. } = event {
-                into.lock().unwrap().push(text);
+            match event {
+                Event::Message { text, .. } | Event::GroupMessage { text, .. } => {
+                    into.lock().unwrap().push(text)
+                }
+                _ => {}
             }
         }
     })
@@ -125,13 +128,16 @@ async fn a_node_killed_mid_stream_loses_no_acknowledged_message() {
         connections.push(chat);
     }
     let (alice_chat, _alice_events) = alice.connect().await.unwrap();
+    let ids: Vec<UserId> = recipients.iter().map(|r| r.user_id()).collect();
+    // Every fourth message goes to a group of all four recipients.
+    let group = alice_chat.create_group("stream", &ids).await.unwrap().id;
 
+    // What each recipient must receive, in Alice's order.
     let acknowledged: Arc<Mutex<HashMap<UserId, Vec<String>>>> = Arc::default();
     let failed = Arc::new(Mutex::new(0u32));
     // The longest wait for one "sent": a send to a partition of the killed node waits until a
     // surviving node owns it — the time to recover delivery.
     let longest = Arc::new(Mutex::new(Duration::ZERO));
-    let ids: Vec<UserId> = recipients.iter().map(|r| r.user_id()).collect();
     let sender = tokio::spawn({
         let acknowledged = Arc::clone(&acknowledged);
         let failed = Arc::clone(&failed);
@@ -139,21 +145,31 @@ async fn a_node_killed_mid_stream_loses_no_acknowledged_message() {
         async move {
             for n in 0..240 {
                 let to = ids[n % ids.len()];
-                let text = format!("{n}");
+                let in_group = n % 4 == 3;
+                let text = if in_group {
+                    format!("g{n}")
+                } else {
+                    format!("{n}")
+                };
                 let started = std::time::Instant::now();
-                let outcome = alice_chat.send_text(to, &text).await;
+                let outcome = if in_group {
+                    alice_chat.send_group_text(group, &text).await
+                } else {
+                    alice_chat.send_text(to, &text).await
+                };
                 let took = started.elapsed();
                 {
                     let mut longest = longest.lock().unwrap();
                     *longest = (*longest).max(took);
                 }
                 match outcome {
-                    Ok(_) => acknowledged
-                        .lock()
-                        .unwrap()
-                        .entry(to)
-                        .or_default()
-                        .push(text),
+                    Ok(_) => {
+                        let mut acknowledged = acknowledged.lock().unwrap();
+                        let audience = if in_group { ids.clone() } else { vec![to] };
+                        for user in audience {
+                            acknowledged.entry(user).or_default().push(text.clone());
+                        }
+                    }
                     // A failed send is not acknowledged: the application would retry it.
                     Err(_) => *failed.lock().unwrap() += 1,
                 }
@@ -166,6 +182,7 @@ async fn a_node_killed_mid_stream_loses_no_acknowledged_message() {
     let killed_at = std::time::Instant::now();
     sender.await.unwrap();
 
+    // Deliveries: a group message counts once per member.
     let total_acked: usize = acknowledged.lock().unwrap().values().map(Vec::len).sum();
     let started = std::time::Instant::now();
     loop {
@@ -196,7 +213,7 @@ async fn a_node_killed_mid_stream_loses_no_acknowledged_message() {
         );
     }
     eprintln!(
-        "kill -9 of a node: sent 240, acknowledged {total_acked}, failed {}, received {total_received}, lost 0; longest send {:?}; all delivered {:?} after the kill",
+        "kill -9 of a node: sent 240 (60 to a group of 4), deliveries due {total_acked}, failed {}, received {total_received}, lost 0; longest send {:?}; all delivered {:?} after the kill",
         failed.lock().unwrap(),
         longest.lock().unwrap(),
         killed_at.elapsed()

@@ -135,18 +135,12 @@ impl CqlStore {
         for _ in 0..MAX_CAS_ATTEMPTS {
             let previous = self.code_record(phone, true).await?;
             let mut record = previous.clone();
-            record
-                .issued_at
-                .retain(|&at| at.saturating_add(policy.window_ms) > now);
-            if record.issued_at.len() >= policy.max_per_window as usize {
-                let oldest = record.issued_at.iter().copied().min().unwrap_or(now);
-                let retry_after_ms = oldest.saturating_add(policy.window_ms).saturating_sub(now);
-                return Ok(IssueOutcome::RateLimited {
-                    retry_after_ms: retry_after_ms.max(1),
-                });
+            if let Some(limited) =
+                courier_store::rules::admit_code(&mut record.issued_at, now, policy)
+            {
+                return Ok(limited);
             }
             let expires_at = now.saturating_add(policy.ttl_ms);
-            record.issued_at.push(now);
             record.pending = Some(VerificationCode {
                 code: code.to_owned(),
                 expires_at,

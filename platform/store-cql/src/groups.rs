@@ -7,13 +7,14 @@
 //! left behind by a crash between the claim and the record write resolves to nothing and is
 //! taken over by the next group that wants the code.
 
+use courier_store::rules::{check_invite_code, earliest};
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use courier_protocol::{DeviceAddress, GroupId, UserId};
 use courier_store::{
     EnqueueOutcome, GroupEnqueueOutcome, GroupReceiptKind, GroupReceiptRecord, GroupRecord,
-    MAX_CLIENT_MESSAGE_ID_BYTES, MAX_INVITE_CODE_BYTES, Millis, NewEntry, StoreError, StoreResult,
+    MAX_CLIENT_MESSAGE_ID_BYTES, Millis, NewEntry, StoreError, StoreResult,
 };
 
 use crate::CqlStore;
@@ -33,26 +34,6 @@ const MAX_CLAIM_ATTEMPTS: usize = 8;
 
 const DELIVERED: i8 = 0;
 const READ: i8 = 1;
-
-/// `Invalid` for a code that cannot be an invite code (empty or too long).
-fn check_invite_code(code: &str) -> StoreResult<()> {
-    if code.is_empty() || code.len() > MAX_INVITE_CODE_BYTES {
-        return Err(StoreError::Invalid(format!(
-            "invite code of {} bytes (1 to {MAX_INVITE_CODE_BYTES})",
-            code.len()
-        )));
-    }
-    Ok(())
-}
-
-/// The earlier of two times where 0 means "not yet".
-fn earliest(a: Millis, b: Millis) -> Millis {
-    match (a, b) {
-        (0, b) => b,
-        (a, 0) => a,
-        (a, b) => a.min(b),
-    }
-}
 
 /// Folds receipt rows (user, kind, time) into one record per user, ordered by user id: the
 /// earliest time of each kind, a read counting as a delivery.
@@ -466,15 +447,5 @@ mod tests {
         let read_only = fold_receipts([(a, READ, 60)]);
         assert_eq!(read_only[0].delivered_at, 60);
         assert_eq!(read_only[0].read_at, 60);
-    }
-
-    #[test]
-    fn invite_codes_are_checked() {
-        assert!(check_invite_code("").is_err());
-        assert!(check_invite_code(&"c".repeat(MAX_INVITE_CODE_BYTES)).is_ok());
-        assert!(check_invite_code(&"c".repeat(MAX_INVITE_CODE_BYTES + 1)).is_err());
-        assert_eq!(earliest(0, 5), 5);
-        assert_eq!(earliest(7, 5), 5);
-        assert_eq!(earliest(7, 0), 7);
     }
 }

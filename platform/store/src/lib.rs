@@ -6,6 +6,8 @@
 //!   `Arc<dyn Store>` chosen by configuration through [`open`].
 //! - [`model`]: the records a store keeps (metadata and ciphertext only).
 //! - [`error`]: [`StoreError`], the one error type of this layer.
+//! - [`rules`]: contract rules every backend applies the same way (issuing window, invite
+//!   codes, receipt times).
 //! - [`embedded`]: the default backend on the embedded `fjall` engine, on local disk.
 //! - [`conformance`]: the test suite every backend passes (`conformance_tests!`).
 //!
@@ -21,6 +23,7 @@ pub mod conformance;
 pub mod embedded;
 pub mod error;
 pub mod model;
+pub mod rules;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -271,6 +271,24 @@ impl KafkaBus {
         lock(&self.node_consumer).take();
     }
 
+    /// Appends `payload` to partition 0 of a one-partition topic, with this node as sender.
+    async fn produce_from_here(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        what: &str,
+    ) -> Result<(), BusError> {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: FROM_HEADER,
+            value: Some(self.config.node_id.as_bytes()),
+        });
+        let record = FutureRecord::to(topic)
+            .partition(0)
+            .payload(payload)
+            .headers(headers);
+        self.produce(record, what).await
+    }
+
     fn check_open(&self) -> Result<(), BusError> {
         if self.closed.load(Ordering::SeqCst) {
             Err(BusError::Closed)
@@ -337,29 +355,15 @@ impl Bus for KafkaBus {
         self.check_open()?;
         check_name("node id", node)?;
         let topic = self.config.node_topic(node);
-        let headers = OwnedHeaders::new().insert(Header {
-            key: FROM_HEADER,
-            value: Some(self.config.node_id.as_bytes()),
-        });
-        let record = FutureRecord::to(&topic)
-            .partition(0)
-            .payload(&payload[..])
-            .headers(headers);
-        self.produce(record, "sending a node message").await
+        self.produce_from_here(&topic, &payload, "sending a node message")
+            .await
     }
 
     async fn broadcast(&self, payload: Bytes) -> Result<(), BusError> {
         self.check_open()?;
         let topic = self.config.broadcast_topic();
-        let headers = OwnedHeaders::new().insert(Header {
-            key: FROM_HEADER,
-            value: Some(self.config.node_id.as_bytes()),
-        });
-        let record = FutureRecord::to(&topic)
-            .partition(0)
-            .payload(&payload[..])
-            .headers(headers);
-        self.produce(record, "broadcasting").await
+        self.produce_from_here(&topic, &payload, "broadcasting")
+            .await
     }
 
     async fn shutdown(&self) {

@@ -30,18 +30,10 @@ impl Engine {
     ) -> StoreResult<IssueOutcome> {
         let _codes = lock(&self.locks.codes);
         let mut record = self.code_record(phone)?;
-        record
-            .issued_at
-            .retain(|&at| at.saturating_add(policy.window_ms) > now);
-        if record.issued_at.len() >= policy.max_per_window as usize {
-            let oldest = record.issued_at.iter().copied().min().unwrap_or(now);
-            let retry_after_ms = oldest.saturating_add(policy.window_ms).saturating_sub(now);
-            return Ok(IssueOutcome::RateLimited {
-                retry_after_ms: retry_after_ms.max(1),
-            });
+        if let Some(limited) = crate::rules::admit_code(&mut record.issued_at, now, policy) {
+            return Ok(limited);
         }
         let expires_at = now.saturating_add(policy.ttl_ms);
-        record.issued_at.push(now);
         record.pending = Some(VerificationCode {
             code: code.to_owned(),
             expires_at,

@@ -4,6 +4,7 @@
 //! Every read-modify-write here holds the groups lock; a group message also takes the queues lock
 //! (after it) to append its reference entries with [`Engine::append_entries`].
 
+use crate::rules::{check_invite_code, earliest};
 use bytes::Bytes;
 use courier_protocol::{DeviceAddress, GroupId, UserId};
 
@@ -18,28 +19,8 @@ use super::queues::key_entries;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
     GroupEnqueueOutcome, GroupReceiptKind, GroupReceiptRecord, GroupRecord,
-    MAX_CLIENT_MESSAGE_ID_BYTES, MAX_INVITE_CODE_BYTES, Millis, NewEntry,
+    MAX_CLIENT_MESSAGE_ID_BYTES, Millis, NewEntry,
 };
-
-/// `Invalid` for a code that cannot be an invite code (empty or too long).
-fn check_invite_code(code: &str) -> StoreResult<()> {
-    if code.is_empty() || code.len() > MAX_INVITE_CODE_BYTES {
-        return Err(StoreError::Invalid(format!(
-            "invite code of {} bytes (1 to {MAX_INVITE_CODE_BYTES})",
-            code.len()
-        )));
-    }
-    Ok(())
-}
-
-/// The earlier of two times where 0 means "not yet".
-fn earliest(a: Millis, b: Millis) -> Millis {
-    match (a, b) {
-        (0, b) => b,
-        (a, 0) => a,
-        (a, b) => a.min(b),
-    }
-}
 
 impl Engine {
     fn group_record(&self, id: GroupId) -> StoreResult<Option<GroupRecord>> {

@@ -1,0 +1,85 @@
+//! Rules of the storage contract that do not depend on the backend, shared by every
+//! implementation so that they cannot drift apart.
+
+use crate::error::{StoreError, StoreResult};
+use crate::model::{IssueOutcome, IssuePolicy, MAX_INVITE_CODE_BYTES, Millis};
+
+/// `Invalid` for a code that cannot be an invite code (empty or too long).
+pub fn check_invite_code(code: &str) -> StoreResult<()> {
+    if code.is_empty() || code.len() > MAX_INVITE_CODE_BYTES {
+        return Err(StoreError::Invalid(format!(
+            "invite code of {} bytes (1 to {MAX_INVITE_CODE_BYTES})",
+            code.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The earlier of two times where 0 means "not yet".
+pub fn earliest(a: Millis, b: Millis) -> Millis {
+    match (a, b) {
+        (0, b) => b,
+        (a, 0) => a,
+        (a, b) => a.min(b),
+    }
+}
+
+/// Applies the issuing window to the times codes were issued for one number: forgets those
+/// outside the window, then either records `now` (`None`: a code may be issued) or says how
+/// long to wait (`Some(RateLimited)`).
+pub fn admit_code(
+    issued_at: &mut Vec<Millis>,
+    now: Millis,
+    policy: IssuePolicy,
+) -> Option<IssueOutcome> {
+    issued_at.retain(|&at| at.saturating_add(policy.window_ms) > now);
+    if issued_at.len() >= policy.max_per_window as usize {
+        let oldest = issued_at.iter().copied().min().unwrap_or(now);
+        let retry_after_ms = oldest.saturating_add(policy.window_ms).saturating_sub(now);
+        return Some(IssueOutcome::RateLimited {
+            retry_after_ms: retry_after_ms.max(1),
+        });
+    }
+    issued_at.push(now);
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invite_codes_are_checked() {
+        assert!(check_invite_code("").is_err());
+        assert!(check_invite_code(&"c".repeat(MAX_INVITE_CODE_BYTES)).is_ok());
+        assert!(check_invite_code(&"c".repeat(MAX_INVITE_CODE_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn earliest_ignores_not_yet() {
+        assert_eq!(earliest(0, 5), 5);
+        assert_eq!(earliest(5, 0), 5);
+        assert_eq!(earliest(3, 5), 3);
+    }
+
+    #[test]
+    fn the_window_admits_then_limits() {
+        let policy = IssuePolicy {
+            ttl_ms: 10,
+            max_per_window: 2,
+            window_ms: 100,
+        };
+        let mut issued = Vec::new();
+        assert_eq!(admit_code(&mut issued, 1000, policy), None);
+        assert_eq!(admit_code(&mut issued, 1010, policy), None);
+        assert_eq!(
+            admit_code(&mut issued, 1020, policy),
+            Some(IssueOutcome::RateLimited { retry_after_ms: 80 })
+        );
+        assert_eq!(
+            admit_code(&mut issued, 1100, policy),
+            None,
+            "the first left the window"
+        );
+    }
+}

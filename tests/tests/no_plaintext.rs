@@ -6,9 +6,14 @@ use std::path::Path;
 
 use courier_tests::{TestServer, messages, unique_phone};
 
+/// The files under `dir`; a directory that vanishes while it is listed (the storage engine's
+/// background work) is skipped, and [`read_all`] scans again.
 fn files_under(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
         if path.is_dir() {
             files_under(&path, found);
         } else {
@@ -60,12 +65,7 @@ async fn no_plaintext_reaches_the_servers_storage() {
     alice_chat.close().await;
     server.stop().await;
 
-    let mut files = Vec::new();
-    files_under(server.dir.path(), &mut files);
-    let mut bytes = Vec::new();
-    for file in &files {
-        bytes.extend(std::fs::read(file).unwrap());
-    }
+    let bytes = read_all(server.dir.path());
     assert!(!bytes.is_empty(), "the data directory holds the store");
     // The markers and ids are ASCII, so a lossy UTF-8 view keeps every occurrence intact.
     let all = String::from_utf8_lossy(&bytes);
@@ -82,4 +82,26 @@ async fn no_plaintext_reaches_the_servers_storage() {
             "plaintext {text:?} found in the server's data directory"
         );
     }
+}
+
+/// Every byte of every file under `dir`. The storage engine's background work may still replace
+/// a file (compaction) right after the stop; a scan that meets a vanished file starts again.
+fn read_all(dir: &std::path::Path) -> Vec<u8> {
+    'scan: for _ in 0..20 {
+        let mut files = Vec::new();
+        files_under(dir, &mut files);
+        let mut bytes = Vec::new();
+        for file in &files {
+            match std::fs::read(file) {
+                Ok(content) => bytes.extend(content),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    continue 'scan;
+                }
+                Err(error) => panic!("cannot read {}: {error}", file.display()),
+            }
+        }
+        return bytes;
+    }
+    panic!("the data directory kept changing");
 }

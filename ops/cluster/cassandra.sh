@@ -148,10 +148,7 @@ cmd_clean() {
   if pid_of "$RUN" "$MARKER" >/dev/null; then
     die "cassandra is running: '$0 stop' first"
   fi
-  if [ -e "$RUN" ]; then
-    rm -rf "$RUN"
-    log "removed $RUN"
-  fi
+  remove_run_dir
 }
 
 (($#)) || usage

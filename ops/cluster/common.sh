@@ -139,3 +139,25 @@ stop_pid() {
   rm -f "$dir/pid"
   log "$name: stopped"
 }
+
+# remove_run_dir: deletes the caller's run dir ($RUN) if there is one.
+remove_run_dir() {
+  if [ -e "$RUN" ]; then
+    rm -rf "$RUN"
+    log "removed $RUN"
+  fi
+}
+
+# clean_nodes SERVICE: deletes $RUN unless one of its node-N dirs has a live process (the
+# caller's node_marker N names it).
+clean_nodes() {
+  local service=$1 dir n
+  for dir in "$RUN"/node-*; do
+    [ -d "$dir" ] || continue
+    n=${dir##*/node-}
+    if pid_of "$dir" "$(node_marker "$n")" >/dev/null; then
+      die "$service node $n is running: '$0 stop' first"
+    fi
+  done
+  remove_run_dir
+}

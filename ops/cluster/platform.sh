@@ -306,18 +306,7 @@ cmd_logs() {
 }
 
 cmd_clean() {
-  local dir n
-  for dir in "$RUN"/node-*; do
-    [ -d "$dir" ] || continue
-    n=${dir##*/node-}
-    if pid_of "$dir" "$(node_marker "$n")" >/dev/null; then
-      die "courier node $n is running: '$0 stop' first"
-    fi
-  done
-  if [ -e "$RUN" ]; then
-    rm -rf "$RUN"
-    log "removed $RUN"
-  fi
+  clean_nodes courier
 }
 
 (($#)) || usage

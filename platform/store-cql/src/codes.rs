@@ -3,6 +3,7 @@
 //! consume it, and a guess cannot be counted against a code that was replaced meanwhile.
 
 use courier_protocol::PhoneNumber;
+use courier_store::rules::check_guess;
 use courier_store::{
     CodeCheck, IssueOutcome, IssuePolicy, Millis, StoreError, StoreResult, VerificationCode,
 };
@@ -167,23 +168,10 @@ impl CqlStore {
         for _ in 0..MAX_CAS_ATTEMPTS {
             let previous = self.code_record(phone, true).await?;
             let mut record = previous.clone();
-            let Some(pending) = record.pending.as_mut() else {
-                return Ok(CodeCheck::Missing);
-            };
-            if pending.expires_at <= now {
-                return Ok(CodeCheck::Expired);
+            let outcome = check_guess(&mut record.pending, guess, now, max_attempts);
+            if matches!(outcome, CodeCheck::Missing | CodeCheck::Expired) {
+                return Ok(outcome);
             }
-            let outcome = if constant_time_eq(pending.code.as_bytes(), guess.as_bytes()) {
-                record.pending = None;
-                CodeCheck::Valid
-            } else {
-                pending.attempts = pending.attempts.saturating_add(1);
-                let attempts_left = max_attempts.saturating_sub(pending.attempts);
-                if attempts_left == 0 {
-                    record.pending = None;
-                }
-                CodeCheck::Wrong { attempts_left }
-            };
             if self.swap_code(phone, &previous, &record).await? {
                 return Ok(outcome);
             }
@@ -203,11 +191,6 @@ impl CqlStore {
 
 fn contended(phone: &PhoneNumber) -> StoreError {
     StoreError::Unavailable(format!("too many concurrent code operations for {phone}"))
-}
-
-/// Compares without an early exit, so timing does not tell how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -230,12 +213,5 @@ mod tests {
         assert_eq!(consumed.issued_at, vec![5, 6]);
         assert_eq!(consumed.keep_until, 9);
         assert!(CodeRecord::from_row(Some((None, None, None, None, None, None))).is_err());
-    }
-
-    #[test]
-    fn equal_codes_compare_equal() {
-        assert!(constant_time_eq(b"123456", b"123456"));
-        assert!(!constant_time_eq(b"123456", b"123457"));
-        assert!(!constant_time_eq(b"123456", b"12345"));
     }
 }

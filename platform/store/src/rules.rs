@@ -2,7 +2,9 @@
 //! implementation so that they cannot drift apart.
 
 use crate::error::{StoreError, StoreResult};
-use crate::model::{IssueOutcome, IssuePolicy, MAX_INVITE_CODE_BYTES, Millis};
+use crate::model::{
+    CodeCheck, IssueOutcome, IssuePolicy, MAX_INVITE_CODE_BYTES, Millis, VerificationCode,
+};
 
 /// `Invalid` for a code that cannot be an invite code (empty or too long).
 pub fn check_invite_code(code: &str) -> StoreResult<()> {
@@ -44,9 +46,81 @@ pub fn admit_code(
     None
 }
 
+/// Checks `guess` against the pending code of a number and updates it: a valid code is
+/// consumed, a wrong guess counts, and the last allowed wrong guess burns the code.
+pub fn check_guess(
+    pending: &mut Option<VerificationCode>,
+    guess: &str,
+    now: Millis,
+    max_attempts: u32,
+) -> CodeCheck {
+    let Some(code) = pending.as_mut() else {
+        return CodeCheck::Missing;
+    };
+    if code.expires_at <= now {
+        return CodeCheck::Expired;
+    }
+    if constant_time_eq(code.code.as_bytes(), guess.as_bytes()) {
+        *pending = None;
+        return CodeCheck::Valid;
+    }
+    code.attempts = code.attempts.saturating_add(1);
+    let attempts_left = max_attempts.saturating_sub(code.attempts);
+    if attempts_left == 0 {
+        *pending = None;
+    }
+    CodeCheck::Wrong { attempts_left }
+}
+
+/// Compares without an early exit, so timing does not tell how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn equal_codes_compare_equal() {
+        assert!(constant_time_eq(b"123456", b"123456"));
+        assert!(!constant_time_eq(b"123456", b"123457"));
+        assert!(!constant_time_eq(b"123456", b"12345"));
+    }
+
+    #[test]
+    fn guesses_consume_count_and_burn() {
+        let code = |attempts| {
+            Some(VerificationCode {
+                code: "123456".into(),
+                expires_at: 100,
+                attempts,
+            })
+        };
+        let mut pending = code(0);
+        assert_eq!(check_guess(&mut pending, "123456", 50, 3), CodeCheck::Valid);
+        assert_eq!(pending, None, "consumed");
+        assert_eq!(
+            check_guess(&mut pending, "123456", 50, 3),
+            CodeCheck::Missing
+        );
+        let mut pending = code(1);
+        assert_eq!(
+            check_guess(&mut pending, "000000", 50, 3),
+            CodeCheck::Wrong { attempts_left: 1 }
+        );
+        assert_eq!(
+            check_guess(&mut pending, "000000", 50, 3),
+            CodeCheck::Wrong { attempts_left: 0 }
+        );
+        assert_eq!(pending, None, "burnt");
+        let mut pending = code(0);
+        assert_eq!(
+            check_guess(&mut pending, "123456", 100, 3),
+            CodeCheck::Expired
+        );
+        assert!(pending.is_some(), "an expired code is left to expire");
+    }
 
     #[test]
     fn invite_codes_are_checked() {

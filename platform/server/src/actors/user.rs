@@ -196,6 +196,44 @@ impl UserActor {
         true
     }
 
+    /// Pushes entries this actor just queued (those whose outcome is `Queued`) to connected
+    /// devices, straight from memory when they are caught up, else by reading the queue (group
+    /// references are always resolved from the queue). Returns how many were queued.
+    fn take_new_entries(
+        &mut self,
+        entries: &[(DeviceAddress, NewEntry)],
+        outcomes: Vec<EnqueueOutcome>,
+        ctx: &mut Context<Self>,
+        origin: impl Fn(&NewEntry) -> Origin,
+    ) -> u64 {
+        let mut queued = 0;
+        for ((address, entry), outcome) in entries.iter().zip(outcomes) {
+            let EnqueueOutcome::Queued { seq } = outcome else {
+                continue;
+            };
+            queued += 1;
+            let needs_pump = if entry.payload.first() == Some(&GROUP_REF_TAG) {
+                if let Some(session) = self.sessions.get_mut(&address.device) {
+                    session.drained = false;
+                }
+                true
+            } else {
+                self.offer_new_entry(
+                    address.device,
+                    seq,
+                    entry.enqueued_at,
+                    &entry.payload,
+                    origin(entry),
+                )
+            };
+            if needs_pump {
+                self.pump(address.device, ctx);
+            }
+        }
+        self.env.metrics.entries_queued(queued);
+        queued
+    }
+
     /// Reads the device's queue past what was pushed and pushes it, up to the window.
     fn pump(&mut self, device: DeviceId, ctx: &mut Context<Self>) {
         let window = self.env.push_window;
@@ -502,32 +540,12 @@ impl Handler<Submit> for UserActor {
                 }
                 let (devices, entries, outcomes, from, client_message_id, now) = result?;
                 actor.devices = Some(devices);
-                let mut duplicate = true;
-                let mut queued = 0;
-                let mut needs_pump = Vec::new();
-                for ((address, entry), outcome) in entries.iter().zip(outcomes) {
-                    let EnqueueOutcome::Queued { seq } = outcome else {
-                        continue;
-                    };
-                    duplicate = false;
-                    queued += 1;
-                    let origin = Origin::Direct(from, client_message_id.clone());
-                    if actor.offer_new_entry(
-                        address.device,
-                        seq,
-                        entry.enqueued_at,
-                        &entry.payload,
-                        origin,
-                    ) {
-                        needs_pump.push(address.device);
-                    }
-                }
-                actor.env.metrics.entries_queued(queued);
+                let queued = actor.take_new_entries(&entries, outcomes, ctx, |_| {
+                    Origin::Direct(from, client_message_id.clone())
+                });
+                let duplicate = queued == 0;
                 if !duplicate {
                     actor.env.metrics.message_accepted();
-                }
-                for device in needs_pump {
-                    actor.pump(device, ctx);
                 }
                 Ok(Accepted {
                     server_timestamp_ms: now,
@@ -583,20 +601,7 @@ impl Handler<SubmitReceipt> for UserActor {
             |result: Result<_, DeliveryError>, actor, ctx| {
                 let (devices, entries, outcomes) = result?;
                 actor.devices = Some(devices);
-                actor.env.metrics.entries_queued(entries.len() as u64);
-                for ((address, entry), outcome) in entries.iter().zip(outcomes) {
-                    if let EnqueueOutcome::Queued { seq } = outcome
-                        && actor.offer_new_entry(
-                            address.device,
-                            seq,
-                            entry.enqueued_at,
-                            &entry.payload,
-                            Origin::Nothing,
-                        )
-                    {
-                        actor.pump(address.device, ctx);
-                    }
-                }
+                actor.take_new_entries(&entries, outcomes, ctx, |_| Origin::Nothing);
                 Ok(())
             },
         )))
@@ -884,32 +889,7 @@ impl Handler<EnqueueEntries> for UserActor {
         };
         AtomicResponse::new(Box::pin(work.into_actor(self).map(|result, actor, ctx| {
             let (entries, outcomes) = result?;
-            let mut queued = 0;
-            for ((address, entry), outcome) in entries.iter().zip(outcomes) {
-                let EnqueueOutcome::Queued { seq } = outcome else {
-                    continue;
-                };
-                queued += 1;
-                if entry.payload.first() == Some(&GROUP_REF_TAG) {
-                    // A group reference is resolved by reading the queue.
-                    if let Some(session) = actor.sessions.get_mut(&address.device) {
-                        session.drained = false;
-                    }
-                    actor.pump(address.device, ctx);
-                    continue;
-                }
-                let origin = origin_of(&entry.payload);
-                if actor.offer_new_entry(
-                    address.device,
-                    seq,
-                    entry.enqueued_at,
-                    &entry.payload,
-                    origin,
-                ) {
-                    actor.pump(address.device, ctx);
-                }
-            }
-            actor.env.metrics.entries_queued(queued);
+            actor.take_new_entries(&entries, outcomes, ctx, |entry| origin_of(&entry.payload));
             Ok(())
         })))
     }

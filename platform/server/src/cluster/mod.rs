@@ -83,6 +83,8 @@ pub struct ClusterNode {
     /// Which node (and incarnation) owns each partition, as last announced (`Alive`).
     owners: Mutex<HashMap<Partition, (String, u64)>>,
     outboxes: Mutex<HashMap<String, mpsc::UnboundedSender<pb::NodeMessage>>>,
+    /// The task that tells the others this node is alive (stopped at shutdown).
+    alive: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -119,6 +121,7 @@ impl ClusterNode {
             owned: Mutex::new(Vec::new()),
             owners: Mutex::new(HashMap::new()),
             outboxes: Mutex::new(HashMap::new()),
+            alive: Mutex::new(None),
         })
     }
 
@@ -137,7 +140,7 @@ impl ClusterNode {
             .start(Arc::clone(self) as Arc<dyn BusHandler>)
             .await?;
         let node = Arc::clone(self);
-        tokio::spawn(async move {
+        let alive = tokio::spawn(async move {
             let mut every = tokio::time::interval(ALIVE_EVERY);
             let mut silent_since: Option<Instant> = None;
             loop {
@@ -160,11 +163,15 @@ impl ClusterNode {
                 }
             }
         });
+        *lock(&self.alive) = Some(alive);
         Ok(())
     }
 
     /// Leaves the cluster: partitions go to the other nodes.
     pub async fn shutdown(&self) {
+        if let Some(alive) = lock(&self.alive).take() {
+            alive.abort();
+        }
         self.bus.shutdown().await;
     }
 
@@ -375,16 +382,27 @@ impl ClusterNode {
         });
     }
 
-    fn deliver_frame(&self, frame: pb::ConnectionFrame) -> Option<DeviceAddress> {
+    /// Writes a frame of another node's actor to a connection of this node. Returns the
+    /// session to detach when the connection is gone.
+    fn deliver_frame(&self, frame: pb::ConnectionFrame) -> Option<(DeviceAddress, u64)> {
         let connections = lock(&self.connections);
         let Some(connection) = connections.get(&frame.conn) else {
-            return device_address(frame.device.as_ref()).ok();
+            return device_address(frame.device.as_ref())
+                .ok()
+                .map(|device| (device, frame.conn));
         };
         let kind = FrameKind::from_code(frame.kind);
-        connection.outbound.offer(Outbound {
+        let taken = connection.outbound.offer(Outbound {
             bytes: Bytes::from(frame.frame),
             kind,
         });
+        if !taken && kind == FrameKind::Delivery {
+            // The owner counts this delivery as pushed: a later cumulative ack would skip it.
+            // The device reconnects and everything unacknowledged is pushed again.
+            connection
+                .outbound
+                .close(courier_protocol::close::GOING_AWAY, INTERRUPTED);
+        }
         None
     }
 
@@ -398,14 +416,14 @@ impl ClusterNode {
                 }
             }
             Some(Body::Frame(frame)) => {
-                if let Some(device) = self.deliver_frame(frame.clone())
+                if let Some((device, conn)) = self.deliver_frame(frame)
                     && let Some(node) = self.me.upgrade()
                 {
                     // Not ours (any more): the owner should stop pushing to it.
                     tokio::spawn(async move {
                         let detach = Disconnect {
                             device: device.device,
-                            conn: frame.conn,
+                            conn,
                         };
                         if let Err(error) = node.tell(device.user.to_string(), detach).await {
                             tracing::debug!(%error, "could not detach a stale session");

@@ -54,23 +54,10 @@ impl Engine {
     ) -> StoreResult<CodeCheck> {
         let _codes = lock(&self.locks.codes);
         let mut record = self.code_record(phone)?;
-        let Some(pending) = record.pending.as_mut() else {
-            return Ok(CodeCheck::Missing);
-        };
-        if pending.expires_at <= now {
-            return Ok(CodeCheck::Expired);
+        let outcome = crate::rules::check_guess(&mut record.pending, guess, now, max_attempts);
+        if matches!(outcome, CodeCheck::Missing | CodeCheck::Expired) {
+            return Ok(outcome);
         }
-        let outcome = if constant_time_eq(pending.code.as_bytes(), guess.as_bytes()) {
-            record.pending = None;
-            CodeCheck::Valid
-        } else {
-            pending.attempts = pending.attempts.saturating_add(1);
-            let attempts_left = max_attempts.saturating_sub(pending.attempts);
-            if attempts_left == 0 {
-                record.pending = None;
-            }
-            CodeCheck::Wrong { attempts_left }
-        };
         let mut batch = self.batch();
         batch.insert(&self.ks.codes, phone.as_str(), to_json("codes", &record)?);
         batch.commit()?;
@@ -246,9 +233,4 @@ impl Engine {
         batch.commit()?;
         Ok(())
     }
-}
-
-/// Compares without an early exit, so timing does not tell how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

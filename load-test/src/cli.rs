@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::cpu_profile::{CallGraph, Settings};
 use crate::plan::{Model, Plan, ScenarioKind};
 use crate::profile::Profile;
 use crate::result::RunResult;
@@ -116,6 +117,16 @@ struct RunArgs {
     /// Chat: encrypt every message for real with the client SDK (loads the generator too).
     #[arg(long)]
     encrypt: bool,
+    /// Profile the server with `perf` during the measured phase (needs --server-pid): a flame
+    /// graph and where the time goes, in the report.
+    #[arg(long)]
+    profile: bool,
+    /// Samples per second per thread of the profile.
+    #[arg(long, default_value_t = 199)]
+    profile_frequency: u32,
+    /// How the profile captures stacks: dwarf (any build) or fp (builds with frame pointers).
+    #[arg(long, value_enum, default_value = "dwarf")]
+    profile_call_graph: CallGraph,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -182,6 +193,10 @@ impl RunArgs {
             out: self.out,
             users_cache: self.users_cache,
             encrypt: self.encrypt,
+            cpu_profile: self.profile.then_some(Settings {
+                frequency_hz: self.profile_frequency,
+                call_graph: self.profile_call_graph,
+            }),
         })
     }
 }

@@ -15,6 +15,7 @@ use crate::plan::{Plan, ScenarioKind};
 use crate::result::{Interval, RunResult, series};
 use crate::sampler::ProcessSampler;
 use crate::threshold::Threshold;
+use crate::cpu_profile::{self, CpuProfile, ProfileError};
 use crate::{merge, report};
 
 enum AgentLine {
@@ -84,6 +85,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<bool> {
     );
 
     let started = Instant::now();
+    let profiling = start_profile(&plan);
     let mut by_second: BTreeMap<usize, Vec<Interval>> = BTreeMap::new();
     let mut seen: BTreeMap<u32, usize> = BTreeMap::new();
     let mut server_samples = Vec::new();
@@ -124,6 +126,28 @@ pub async fn run(plan: Plan) -> anyhow::Result<bool> {
         // Agents exit by themselves once done; wait so none is left behind.
         let _ = child.wait().await;
     }
+    let mut profile_notes = Vec::new();
+    let profile = match profiling {
+        Some(_) if done == 0 => {
+            profile_notes.push("no CPU profile: no agent finished its run".to_owned());
+            None
+        }
+        Some(task) => {
+            eprintln!("folding the CPU profile…");
+            match task.await {
+                Ok(Ok(profile)) => Some(profile),
+                Ok(Err(error)) => {
+                    profile_notes.push(format!("no CPU profile: {error}"));
+                    None
+                }
+                Err(error) => {
+                    profile_notes.push(format!("no CPU profile: {error}"));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
 
     let mut results = Vec::new();
     let mut notes = Vec::new();
@@ -145,7 +169,9 @@ pub async fn run(plan: Plan) -> anyhow::Result<bool> {
     }
     let mut result = merge::merge(results);
     result.notes.extend(notes);
+    result.notes.extend(profile_notes);
     result.server = server_samples;
+    result.profile = profile;
     if plan.scenario == ScenarioKind::Idle
         && let (Some(before), Some(after)) = (baseline_rss, connected_rss)
     {
@@ -173,6 +199,25 @@ pub async fn run(plan: Plan) -> anyhow::Result<bool> {
     println!("result: {}", plan.out.join("result.json").display());
     println!("report: {}", plan.out.join("report.html").display());
     Ok(verdicts.iter().all(|v| v.passed))
+}
+
+/// Starts profiling the server when the measured phase begins (after the warm-up), for its
+/// length; the task ends with the folded profile.
+fn start_profile(
+    plan: &Plan,
+) -> Option<tokio::task::JoinHandle<Result<CpuProfile, ProfileError>>> {
+    let settings = plan.cpu_profile.clone()?;
+    let pid = plan.server_pid?;
+    let out = plan.out.clone();
+    let warmup = Duration::from_secs_f64(plan.warmup_secs);
+    let duration = Duration::from_secs_f64(plan.duration_secs);
+    let title = format!("courier-server (pid {pid}) during a {:?} run", plan.scenario);
+    Some(tokio::spawn(async move {
+        tokio::time::sleep(warmup).await;
+        cpu_profile::start(pid, duration, &settings, &out)?
+            .finish(&title)
+            .await
+    }))
 }
 
 /// Writes a command line to every agent.

@@ -12,6 +12,7 @@
 //! - [`provision`]: registering load users through the real API.
 //! - [`recorder`]: counters and HdrHistograms per interval.
 //! - [`sampler`]: CPU and memory of processes from `/proc`.
+//! - [`cpu_profile`]: a `perf` profile of the server: where its time goes, as a flame graph.
 //! - [`echo`]: the raw loopback ceiling (TCP echo).
 //! - [`result`]: what a run measured ([`result::RunResult`]), mergeable across agents.
 //! - [`merge`]: exact merging of agents' results.
@@ -24,6 +25,7 @@
 pub mod agent;
 pub mod cli;
 pub mod controller;
+pub mod cpu_profile;
 pub mod driver;
 pub mod echo;
 pub mod encrypted;

@@ -80,6 +80,9 @@ pub struct Plan {
     /// cryptography, which then also loads the generator.
     #[serde(default)]
     pub encrypt: bool,
+    /// Profile the server (`server_pid`) with `perf` during the measured phase.
+    #[serde(default)]
+    pub cpu_profile: Option<crate::cpu_profile::Settings>,
 }
 
 fn default_users_cache() -> PathBuf {
@@ -121,6 +124,14 @@ impl Plan {
         }
         if self.model == Model::Closed && self.window == 0 {
             return Err("the closed model needs a window of at least 1".into());
+        }
+        if let Some(profile) = &self.cpu_profile {
+            if self.server_pid.is_none() {
+                return Err("profiling needs the server's pid (--server-pid)".into());
+            }
+            if !(1..=10_000).contains(&profile.frequency_hz) {
+                return Err("the profile frequency must be 1 to 10,000 samples/s".into());
+            }
         }
         let per_agent = self.users / u64::from(self.agents);
         if per_agent > 19_000 {

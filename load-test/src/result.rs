@@ -129,6 +129,9 @@ pub struct RunResult {
     pub notes: Vec<String>,
     /// Scenario-specific figures (for example memory per idle connection).
     pub figures: BTreeMap<String, f64>,
+    /// Where the server's CPU time went during the measured phase (`--profile`).
+    #[serde(default)]
+    pub profile: Option<crate::cpu_profile::CpuProfile>,
 }
 
 impl RunResult {

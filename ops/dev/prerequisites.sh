@@ -3,6 +3,7 @@
 #   protobuf-compiler     the .proto contract is compiled at build time (protoc)
 #   cmake                 builds the bundled librdkafka (Kafka client of cluster mode)
 #   libcurl4-openssl-dev  headers the librdkafka build looks for (nothing links curl)
+#   linux-perf            CPU profiles of the server in load runs (courier-load --profile)
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || need+=(libcurl4-openssl-dev)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+command -v perf >/dev/null 2>&1 || need+=(linux-perf)
 
 if ((${#need[@]})); then
   echo "installing: ${need[*]}" >&2

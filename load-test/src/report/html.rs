@@ -1,5 +1,6 @@
 //! The HTML report: one self-contained page (no scripts, no external resources) with the
 //! parameters, the verdicts, the summary tables and time-series line charts drawn as inline SVG.
+//! A run with `--profile` adds its flame graph, the interactive `flamegraph.svg` beside it.
 
 use std::fmt::Write as _;
 
@@ -67,6 +68,17 @@ pub fn html(result: &RunResult, verdicts: &[Verdict]) -> String {
     out.push_str("<h2>Time series</h2>\n");
     for chart in charts(result) {
         out.push_str(&chart);
+    }
+    if let Some(profile) = &result.profile {
+        let file = escape(&profile.flamegraph);
+        let _ = write!(
+            out,
+            "<h2>Where the server's time goes</h2>\n<p>Flame graph of {:.1} s of the server's CPU \
+             time (width: share of CPU time; click to zoom; the tables above list the top \
+             functions): <a href=\"{file}\">{file}</a></p>\n\
+             <object data=\"{file}\" type=\"image/svg+xml\" style=\"width:100%\"></object>\n",
+            profile.cpu_seconds
+        );
     }
     out.push_str("</body></html>\n");
     out

@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 
+use crate::cpu_profile::{CpuProfile, Share};
 use crate::result::{ProcessSample, RunResult, series};
 use crate::threshold::Verdict;
 
@@ -78,6 +79,9 @@ pub(crate) fn sections(result: &RunResult, verdicts: &[Verdict]) -> Vec<Section>
     ];
     all.push(processes("Server process", &result.server));
     all.push(processes("Generator processes (total)", &result.generator));
+    if let Some(profile) = &result.profile {
+        all.extend(profile_sections(profile));
+    }
 
     let mut figures = Section::new("Figures", &[]);
     for (key, value) in &result.figures {
@@ -222,6 +226,49 @@ fn processes(title: &str, samples: &[ProcessSample]) -> Section {
     ]);
     s.row(["RSS".into(), format!("peak {:.1} MB", rss as f64 / 1e6)]);
     s
+}
+
+/// Functions listed per table of the profile.
+const PROFILE_ROWS: usize = 12;
+/// Longest function name shown (generic Rust names run long; the flame graph has them whole).
+const NAME_CHARS: usize = 110;
+
+/// Where the server's time went: by thread kind, and the top functions (self and total).
+fn profile_sections(profile: &CpuProfile) -> Vec<Section> {
+    let mut threads = Section::new(
+        format!(
+            "Server CPU profile: {:.1} s of CPU in {:.0} s, sampled at {} Hz ({}), by thread",
+            profile.cpu_seconds, profile.seconds, profile.frequency_hz, profile.flamegraph
+        ),
+        &["thread", "CPU ms", "share"],
+    );
+    for share in &profile.threads {
+        threads.row([
+            share.name.clone(),
+            format!("{:.0}", share.cpu_ms),
+            format!("{:.1}%", share.percent),
+        ]);
+    }
+    let table = |title: &str, shares: &[Share]| {
+        let mut s = Section::new(title, &["function", "CPU ms", "share"]);
+        for share in shares.iter().take(PROFILE_ROWS) {
+            let mut name: String = share.name.chars().take(NAME_CHARS).collect();
+            if name.len() < share.name.len() {
+                name.push('…');
+            }
+            s.row([
+                name,
+                format!("{:.0}", share.cpu_ms),
+                format!("{:.1}%", share.percent),
+            ]);
+        }
+        s
+    };
+    vec![
+        threads,
+        table("Server CPU profile: on top of the stack (self)", &profile.self_time),
+        table("Server CPU profile: anywhere in the stack (total)", &profile.total_time),
+    ]
 }
 
 fn percent(part: u64, whole: u64) -> String {

@@ -11,11 +11,11 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+use crate::cpu_profile::{self, CpuProfile, ProfileError};
 use crate::plan::{Plan, ScenarioKind};
 use crate::result::{Interval, RunResult, series};
 use crate::sampler::ProcessSampler;
 use crate::threshold::Threshold;
-use crate::cpu_profile::{self, CpuProfile, ProfileError};
 use crate::{merge, report};
 
 enum AgentLine {
@@ -203,15 +203,16 @@ pub async fn run(plan: Plan) -> anyhow::Result<bool> {
 
 /// Starts profiling the server when the measured phase begins (after the warm-up), for its
 /// length; the task ends with the folded profile.
-fn start_profile(
-    plan: &Plan,
-) -> Option<tokio::task::JoinHandle<Result<CpuProfile, ProfileError>>> {
+fn start_profile(plan: &Plan) -> Option<tokio::task::JoinHandle<Result<CpuProfile, ProfileError>>> {
     let settings = plan.cpu_profile.clone()?;
     let pid = plan.server_pid?;
     let out = plan.out.clone();
     let warmup = Duration::from_secs_f64(plan.warmup_secs);
     let duration = Duration::from_secs_f64(plan.duration_secs);
-    let title = format!("courier-server (pid {pid}) during a {:?} run", plan.scenario);
+    let title = format!(
+        "courier-server (pid {pid}) during a {:?} run",
+        plan.scenario
+    );
     Some(tokio::spawn(async move {
         tokio::time::sleep(warmup).await;
         cpu_profile::start(pid, duration, &settings, &out)?

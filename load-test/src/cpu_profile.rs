@@ -323,8 +323,9 @@ actix-rt|system 1234/1242  1000.000003:   5050505 cpu-clock:
     fn folds_and_summarizes_perf_script_output() {
         let folded = fold(SCRIPT.as_bytes()).unwrap();
         assert!(
-            folded.lines().any(|l| l.starts_with("tokio-runtime-w;")
-                && l.contains("finish_task_switch_[k]")),
+            folded
+                .lines()
+                .any(|l| l.starts_with("tokio-runtime-w;") && l.contains("finish_task_switch_[k]")),
             "kernel frames are marked: {folded}"
         );
         let profile = summarize(&folded);
@@ -379,7 +380,12 @@ actix-rt|system 1234/1242  1000.000003:   5050505 cpu-clock:
     async fn profiles_a_running_process() {
         let out = tempfile::tempdir().unwrap();
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "cpu_profile::tests::spin", "--ignored", "--nocapture"])
+            .args([
+                "--exact",
+                "cpu_profile::tests::spin",
+                "--ignored",
+                "--nocapture",
+            ])
             .env("COURIER_PROFILE_SPIN", "1")
             .kill_on_drop(true)
             .spawn()
@@ -431,14 +437,16 @@ actix-rt|system 1234/1242  1000.000003:   5050505 cpu-clock:
             frequency_hz: 99,
             call_graph: CallGraph::Fp,
         };
-        let recording = start(u32::MAX - 1, Duration::from_millis(200), &settings, out.path());
+        let recording = start(
+            u32::MAX - 1,
+            Duration::from_millis(200),
+            &settings,
+            out.path(),
+        );
         let error = match recording {
             Ok(recording) => recording.finish("none").await.unwrap_err(),
             Err(error) => error,
         };
-        assert!(
-            matches!(error, ProfileError::Record { .. }),
-            "{error}"
-        );
+        assert!(matches!(error, ProfileError::Record { .. }), "{error}");
     }
 }

@@ -266,8 +266,14 @@ fn profile_sections(profile: &CpuProfile) -> Vec<Section> {
     };
     vec![
         threads,
-        table("Server CPU profile: on top of the stack (self)", &profile.self_time),
-        table("Server CPU profile: anywhere in the stack (total)", &profile.total_time),
+        table(
+            "Server CPU profile: on top of the stack (self)",
+            &profile.self_time,
+        ),
+        table(
+            "Server CPU profile: anywhere in the stack (total)",
+            &profile.total_time,
+        ),
     ]
 }
 

@@ -135,7 +135,9 @@ pub struct UserActor {
     /// The user's current devices, loaded on first need.
     devices: Option<Arc<Vec<DeviceId>>>,
     last_seen_visible: Option<bool>,
-    sessions: HashMap<DeviceId, Session>,
+    /// Boxed: a map allocates several slots even for the usual one device, and a session is
+    /// large; idle connections at scale pay for every empty slot.
+    sessions: HashMap<DeviceId, Box<Session>>,
     last_activity: Instant,
 }
 
@@ -631,7 +633,7 @@ impl Handler<Connect> for UserActor {
             drained: false,
             queue_empty_sent: false,
         };
-        if let Some(old) = self.sessions.insert(connect.device, session) {
+        if let Some(old) = self.sessions.insert(connect.device, Box::new(session)) {
             old.outbound.close(
                 courier_protocol::close::REPLACED,
                 "replaced by a newer connection",

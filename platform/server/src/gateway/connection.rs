@@ -15,7 +15,7 @@ use prost::Message as _;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::outbound::{self, OutboundReceiver, OutboundSender};
+use super::outbound::{self, Next, OutboundReceiver, OutboundSender};
 use super::rate::TokenBucket;
 use crate::actors::messages::{AckUpTo, PrivacyChanged, Submit, SubmitReceipt, TypingNotice};
 use crate::clock::now_ms;
@@ -114,18 +114,15 @@ impl Connection {
                 _ = &mut drain => {
                     return End::Close(close::GOING_AWAY, "server shutting down");
                 }
-                _ = receiver.close.changed() => {
-                    let request = *receiver.close.borrow();
-                    if let Some(request) = request {
-                        return End::Close(request.code, request.reason);
+                next = receiver.next() => match next {
+                    Next::Close(request) => return End::Close(request.code, request.reason),
+                    Next::Frame(outbound) => {
+                        if self.socket.send(Message::Binary(outbound.bytes)).await.is_err() {
+                            return End::Gone;
+                        }
+                        self.state.metrics.frame_out(outbound.kind);
                     }
-                }
-                Some(outbound) = receiver.frames.recv() => {
-                    if self.socket.send(Message::Binary(outbound.bytes)).await.is_err() {
-                        return End::Gone;
-                    }
-                    self.state.metrics.frame_out(outbound.kind);
-                }
+                },
                 incoming = self.socket.recv() => {
                     let message = match incoming {
                         None => return End::Gone,

@@ -43,13 +43,19 @@ pub(super) struct Connection {
 }
 
 /// Serves one authenticated connection until it closes.
-pub async fn run(
+///
+/// Memory per connection matters at tens of thousands of connections, and an idle connection
+/// is mostly this future: the connection is built before the `async` block so that the socket
+/// is stored once (an `async fn` keeps its arguments beside everything built from them), and
+/// the steps that run once or rarely (attaching, detaching, refusing a frame) are boxed so that
+/// their futures take space only while they run.
+pub fn run(
     socket: WebSocket,
     device: DeviceAddress,
     state: Arc<AppState>,
-    _permit: OwnedSemaphorePermit,
-) {
-    let _guard = state.shutdown.connection_guard();
+    permit: OwnedSemaphorePermit,
+) -> impl Future<Output = ()> + Send {
+    let guard = state.shutdown.connection_guard();
     let conn = state.next_connection_id();
     let limits = &state.config.gateway;
     let (outbound, mut receiver) = outbound::channel(limits.outbound_queue);
@@ -61,19 +67,25 @@ pub async fn run(
         bucket: TokenBucket::new(limits.frames_per_sec, limits.frame_burst),
         violations: 0,
         last_heard: Instant::now(),
-        outbound: outbound.clone(),
-        state: Arc::clone(&state),
+        outbound,
+        state,
     };
-    let end = connection.serve(&mut receiver).await;
-    if let End::Close(code, reason) = end {
-        connection.close(code, reason).await;
+    async move {
+        let _guard = guard;
+        let _permit = permit;
+        let end = connection.serve(&mut receiver).await;
+        if let End::Close(code, reason) = end {
+            connection.close(code, reason).await;
+        }
+        let state = Arc::clone(&connection.state);
+        drop(connection);
+        if let Err(error) = Box::pin(state.registry.disconnect(device, conn)).await {
+            tracing::warn!(%device, %error, "could not detach a session");
+        }
+        state.presence.unsubscribe_all(conn);
+        state.metrics.connection_closed();
+        tracing::debug!(%device, conn, "connection closed");
     }
-    if let Err(error) = state.registry.disconnect(device, conn).await {
-        tracing::warn!(%device, %error, "could not detach a session");
-    }
-    state.presence.unsubscribe_all(conn);
-    state.metrics.connection_closed();
-    tracing::debug!(%device, conn, "connection closed");
 }
 
 impl Connection {
@@ -82,31 +94,13 @@ impl Connection {
         let shutdown = self.state.shutdown.clone();
         let drain = shutdown.wait();
         tokio::pin!(drain);
-        let limits = self.state.config.gateway.clone();
-        let max_frame = limits.max_frame_bytes;
+        let limits = &self.state.config.gateway;
         let idle_timeout = Duration::from_secs(limits.idle_timeout_secs);
-        let welcome = ServerFrame {
-            body: Some(server_frame::Body::Welcome(Welcome {
-                protocol_version: PROTOCOL_VERSION,
-                user_id: self.device.user.to_string(),
-                device_id: self.device.device,
-                server_time_ms: now_ms(),
-                max_frame_bytes: max_frame as u32,
-            })),
-        };
-        if self.send(&welcome, FrameKind::Other).await.is_err() {
-            return End::Gone;
+        let ping_every = Duration::from_secs(limits.ping_interval_secs);
+        if let Some(end) = Box::pin(self.attach()).await {
+            return end;
         }
-        if self
-            .state
-            .registry
-            .connect(self.device, self.conn, self.outbound.clone())
-            .await
-            .is_err()
-        {
-            return End::Close(close::INTERNAL_ERROR, "could not attach the session");
-        }
-        let mut ping = tokio::time::interval(Duration::from_secs(limits.ping_interval_secs));
+        let mut ping = tokio::time::interval(ping_every);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ping.tick().await;
         loop {
@@ -140,15 +134,8 @@ impl Connection {
                             }
                         }
                         Message::Text(_) => {
-                            match self.take_token(0).await {
-                                Ok(true) => {}
-                                Ok(false) => continue,
-                                Err(end) => return end,
-                            }
-                            let detail = "text frames are not part of the protocol; \
-                                          send binary ClientFrames";
-                            if self.error(0, ErrorCode::MalformedFrame, detail).await.is_err() {
-                                return End::Gone;
+                            if let Some(end) = Box::pin(self.on_text()).await {
+                                return end;
                             }
                         }
                         Message::Ping(_) | Message::Pong(_) => {}
@@ -165,6 +152,46 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Sends the Welcome and attaches the session to the user's actor; `Some` ends the
+    /// connection.
+    async fn attach(&mut self) -> Option<End> {
+        let welcome = ServerFrame {
+            body: Some(server_frame::Body::Welcome(Welcome {
+                protocol_version: PROTOCOL_VERSION,
+                user_id: self.device.user.to_string(),
+                device_id: self.device.device,
+                server_time_ms: now_ms(),
+                max_frame_bytes: self.state.config.gateway.max_frame_bytes as u32,
+            })),
+        };
+        if self.send(&welcome, FrameKind::Other).await.is_err() {
+            return Some(End::Gone);
+        }
+        let attached = self
+            .state
+            .registry
+            .connect(self.device, self.conn, self.outbound.clone())
+            .await;
+        attached
+            .is_err()
+            .then_some(End::Close(close::INTERNAL_ERROR, "could not attach the session"))
+    }
+
+    /// Refuses a text frame (counted against the rate like any frame); `Some` ends the
+    /// connection.
+    async fn on_text(&mut self) -> Option<End> {
+        match self.take_token(0).await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(end) => return Some(end),
+        }
+        let detail = "text frames are not part of the protocol; send binary ClientFrames";
+        self.error(0, ErrorCode::MalformedFrame, detail)
+            .await
+            .err()
+            .map(|_| End::Gone)
     }
 
     /// Handles one binary frame; `Some` ends the connection.

@@ -80,7 +80,12 @@ pub struct CpuProfile {
     pub threads: Vec<Share>,
     /// Functions on top of the stack: where the CPU was when sampled.
     pub self_time: Vec<Share>,
-    /// Functions anywhere in the stack, counted once per sample.
+    /// CPU time on top of the stack by component: the crate of the function (`kernel` for
+    /// kernel frames, `native` for C libraries such as libc's allocator).
+    #[serde(default)]
+    pub components: Vec<Share>,
+    /// The project's own functions (`courier_*` crates) anywhere in the stack, counted once
+    /// per sample: which parts of the server the time is spent under.
     pub total_time: Vec<Share>,
     /// The flame graph, relative to the run's output directory.
     pub flamegraph: String,
@@ -203,6 +208,7 @@ pub fn summarize(folded: &str) -> CpuProfile {
     let mut total_ns = 0u64;
     let mut threads: HashMap<String, u64> = HashMap::new();
     let mut self_time: HashMap<String, u64> = HashMap::new();
+    let mut components: HashMap<String, u64> = HashMap::new();
     let mut total_time: HashMap<String, u64> = HashMap::new();
     for line in folded.lines() {
         let Some((stack, count)) = line.rsplit_once(' ') else {
@@ -222,10 +228,11 @@ pub fn summarize(folded: &str) -> CpuProfile {
             .last()
             .cloned()
             .unwrap_or_else(|| "[unknown]".into());
+        *components.entry(component(&leaf)).or_default() += count;
         *self_time.entry(leaf).or_default() += count;
         let mut seen = HashSet::new();
         for function in functions {
-            if seen.insert(function.clone()) {
+            if is_project_function(&function) && seen.insert(function.clone()) {
                 *total_time.entry(function).or_default() += count;
             }
         }
@@ -254,6 +261,7 @@ pub fn summarize(folded: &str) -> CpuProfile {
         cpu_seconds: total_ns as f64 / 1e9,
         threads: ranked(threads, usize::MAX),
         self_time: ranked(self_time, TOP),
+        components: ranked(components, TOP),
         total_time: ranked(total_time, TOP),
         ..CpuProfile::default()
     }
@@ -276,6 +284,31 @@ fn thread_kind(name: &str) -> String {
         }
     }
     out
+}
+
+/// The component a frame belongs to: its crate, `kernel`, or `native` (C code without a Rust
+/// path, such as libc's allocator or `memcmp`).
+fn component(frame: &str) -> String {
+    if frame.ends_with("_[k]") {
+        return "kernel".into();
+    }
+    let path = frame.trim_start_matches('<');
+    let Some((first, _)) = path.split_once("::") else {
+        return "native".into();
+    };
+    // `<u64 as core::iter::Step>::forward`: a primitive type's method belongs to the trait's
+    // crate.
+    let krate = first.rsplit(" as ").next().unwrap_or(first);
+    if krate.is_empty() || krate.contains(' ') {
+        "native".into()
+    } else {
+        krate.to_owned()
+    }
+}
+
+/// Whether a frame is a function of the project's own crates.
+fn is_project_function(frame: &str) -> bool {
+    frame.trim_start_matches('<').starts_with("courier_")
 }
 
 /// A frame's function without the hash suffix of legacy Rust symbols (`::h0123456789abcdef`).
@@ -340,17 +373,34 @@ actix-rt|system 1234/1242  1000.000003:   5050505 cpu-clock:
             .iter()
             .map(|s| (s.name.as_str(), s.percent))
             .collect();
-        assert!((total["std::sys::thread::Thread::new::thread_start"] - 100.0).abs() < 1e-9);
         assert!((total["courier_store::embedded::queues::Engine::enqueue"] - 33.333).abs() < 0.01);
+        assert!((total["courier_server::gateway::connection::run"] - 33.333).abs() < 0.01);
+        assert!(
+            !total.contains_key("std::sys::thread::Thread::new::thread_start"),
+            "only the project's functions are totalled"
+        );
+        let components: HashMap<_, _> = profile
+            .components
+            .iter()
+            .map(|s| (s.name.as_str(), s.percent))
+            .collect();
+        assert!((components["fjall"] - 66.666).abs() < 0.01);
+        assert!((components["kernel"] - 33.333).abs() < 0.01);
     }
 
     #[test]
     fn a_recursive_function_counts_once_per_sample() {
-        let profile = summarize("main;f;g;f 4000000\nmain;h 1000000\n");
-        let f = profile.total_time.iter().find(|s| s.name == "f").unwrap();
+        let profile = summarize(
+            "main;courier_x::f;courier_x::g;courier_x::f 4000000\nmain;courier_x::h 1000000\n",
+        );
+        let f = profile
+            .total_time
+            .iter()
+            .find(|s| s.name == "courier_x::f")
+            .unwrap();
         assert!((f.cpu_ms - 4.0).abs() < 1e-9);
         assert!((f.percent - 80.0).abs() < 1e-9);
-        assert_eq!(profile.self_time[0].name, "f");
+        assert_eq!(profile.self_time[0].name, "courier_x::f");
         assert!((profile.cpu_seconds - 0.005).abs() < 1e-12);
     }
 
@@ -363,6 +413,17 @@ actix-rt|system 1234/1242  1000.000003:   5050505 cpu-clock:
         assert_eq!(thread_kind("tokio-runtime-w"), "tokio-runtime-w");
         assert_eq!(function_name("a::b::h0123456789abcdef"), "a::b");
         assert_eq!(function_name("a::b::hello"), "a::b::hello");
+        assert_eq!(
+            component("<byteview::ByteView as core::cmp::Ord>::cmp"),
+            "byteview"
+        );
+        assert_eq!(component("lsm_tree::table::Block::decode"), "lsm_tree");
+        assert_eq!(component("__memcmp_evex_movbe"), "native");
+        assert_eq!(
+            component("<u64 as core::iter::range::Step>::forward"),
+            "core"
+        );
+        assert_eq!(component("finish_task_switch.isra.0_[k]"), "kernel");
     }
 
     #[test]
@@ -405,6 +466,10 @@ actix-rt|system 1234/1242  1000.000003:   5050505 cpu-clock:
                 .total_time
                 .iter()
                 .any(|s| s.name.contains("spin_in_a_named_function") && s.percent > 50.0),
+            "{profile:?}"
+        );
+        assert!(
+            profile.components.iter().any(|c| c.name == "courier_load"),
             "{profile:?}"
         );
         assert!(out.path().join("flamegraph.svg").exists());

@@ -439,6 +439,27 @@ mod tests {
     }
 
     #[test]
+    fn a_profiled_run_shows_where_the_time_goes() {
+        let mut result = full_result();
+        let mut profile = crate::cpu_profile::summarize(
+            "actix-rt|system;courier_server::actors::user::handle;fjall::get 3000000\n\
+             tokio-rt-worker;courier_server::gateway::connection::run;memcmp 1000000\n",
+        );
+        profile.flamegraph = "flamegraph.svg".into();
+        result.profile = Some(profile);
+        let page = html(&result, &[]);
+        assert!(page.contains("<object data=\"flamegraph.svg\""), "{page}");
+        assert!(page.contains("by component"));
+        assert!(
+            page.contains("<td>fjall</td><td>3</td><td>75.0%</td>"),
+            "{page}"
+        );
+        assert!(page.contains("courier_server::actors::user::handle"));
+        let text = crate::report::summary(&result, &[]);
+        assert!(text.contains("Server CPU profile"), "{text}");
+    }
+
+    #[test]
     fn empty_result_has_no_charts() {
         let page = html(&RunResult::default(), &[]);
         assert_eq!(page.matches("<svg").count(), 0);

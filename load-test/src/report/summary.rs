@@ -250,7 +250,7 @@ fn profile_sections(profile: &CpuProfile) -> Vec<Section> {
         ]);
     }
     let table = |title: &str, shares: &[Share]| {
-        let mut s = Section::new(title, &["function", "CPU ms", "share"]);
+        let mut s = Section::new(title, &["", "CPU ms", "share"]);
         for share in shares.iter().take(PROFILE_ROWS) {
             let mut name: String = share.name.chars().take(NAME_CHARS).collect();
             if name.len() < share.name.len() {
@@ -267,11 +267,15 @@ fn profile_sections(profile: &CpuProfile) -> Vec<Section> {
     vec![
         threads,
         table(
+            "Server CPU profile: by component (crate of the function on top of the stack)",
+            &profile.components,
+        ),
+        table(
             "Server CPU profile: on top of the stack (self)",
             &profile.self_time,
         ),
         table(
-            "Server CPU profile: anywhere in the stack (total)",
+            "Server CPU profile: the server's own functions, anywhere in the stack (total)",
             &profile.total_time,
         ),
     ]

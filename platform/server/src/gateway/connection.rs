@@ -174,9 +174,10 @@ impl Connection {
             .registry
             .connect(self.device, self.conn, self.outbound.clone())
             .await;
-        attached
-            .is_err()
-            .then_some(End::Close(close::INTERNAL_ERROR, "could not attach the session"))
+        attached.is_err().then_some(End::Close(
+            close::INTERNAL_ERROR,
+            "could not attach the session",
+        ))
     }
 
     /// Refuses a text frame (counted against the rate like any frame); `Some` ends the

@@ -454,3 +454,54 @@ async fn a_group_message_costs_a_fraction_of_its_copies_in_storage() {
         "references ({by_reference} B) should cost far less than copies ({by_copy} B)"
     );
 }
+
+/// Acknowledgements compute their keys instead of reading them, so a range can name entries
+/// the expiry sweep already removed: those get a second weak tombstone. Neither reads nor a
+/// full compaction may bring any of them back.
+#[tokio::test]
+async fn acks_over_swept_entries_resurrect_nothing_even_after_compaction() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let device = DeviceAddress::new(UserId::random(), 1);
+    {
+        let store = EmbeddedStore::open(dir.path(), Durability::Process).expect("open");
+        let entries = (1..=10u64)
+            .map(|n| {
+                let mut e = entry(&format!("m{n}"));
+                // Entries 2, 3 and 4 expire early and are swept.
+                if (2..=4).contains(&n) {
+                    e.expires_at = T0 + 10;
+                }
+                (device, e)
+            })
+            .collect();
+        store.enqueue(entries).await.unwrap();
+        // Flushed to a table first, so that tombstones and values meet in compaction.
+        store.engine.ks.queue.rotate_memtable_and_wait().unwrap();
+        assert_eq!(store.sweep_expired(T0 + 20).await.unwrap(), 3);
+        store.ack_queue(device, 6).await.unwrap();
+        store.engine.ks.queue.rotate_memtable_and_wait().unwrap();
+        store.engine.ks.queue.major_compact().unwrap();
+        let seqs: Vec<u64> = store
+            .read_queue(device, 0, 100, T0 + 20)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, vec![7, 8, 9, 10]);
+        assert_eq!(store.queue_len(device).await.unwrap(), 4);
+        // Acknowledging beyond what was ever queued stops at the last entry.
+        store.ack_queue(device, 1_000).await.unwrap();
+        assert_eq!(store.queue_len(device).await.unwrap(), 0);
+    }
+    let store = EmbeddedStore::open(dir.path(), Durability::Process).expect("reopen");
+    store.engine.ks.queue.major_compact().unwrap();
+    assert_eq!(store.queue_len(device).await.unwrap(), 0);
+    assert!(
+        store
+            .read_queue(device, 0, 100, T0 + 20)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use actix::Message;
 use courier_protocol::v1::{ReceiptType, SendMessage};
 use courier_protocol::{DeviceAddress, DeviceId, UserId};
-use courier_store::NewEntry;
+use courier_store::{EnqueueOutcome, NewEntry};
 
 use crate::error::DeliveryError;
 use crate::gateway::outbound::OutboundSender;
@@ -84,6 +84,15 @@ pub struct DevicesChanged;
 #[rtype(result = "()")]
 pub struct PrivacyChanged {
     pub last_seen_visible: bool,
+}
+
+/// Entries another actor has just queued on this user's devices (single process): pushed from
+/// memory to devices that are caught up, read from the queue otherwise.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct EntriesQueued {
+    pub entries: Vec<(DeviceAddress, NewEntry)>,
+    pub outcomes: Vec<EnqueueOutcome>,
 }
 
 /// Entries for this user's device queues on behalf of another actor (delivered receipts, group

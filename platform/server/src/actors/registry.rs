@@ -8,13 +8,13 @@ use std::thread::JoinHandle;
 use actix::dev::{MessageResponse, ToEnvelope};
 use actix::{Actor, Addr, ArbiterHandle, Context, Handler, MailboxError, Message, System};
 use courier_protocol::{DeviceAddress, GroupId, UserId};
-use courier_store::NewEntry;
+use courier_store::{EnqueueOutcome, NewEntry};
 use tokio::sync::oneshot;
 
 use super::ActorEnv;
 use super::group::GroupActor;
 use super::group_messages as gmsg;
-use super::messages::{self as msg, Connect, Disconnect, Retire};
+use super::messages::{self as msg, Connect, Disconnect, EntriesQueued, Retire};
 use super::user::UserActor;
 use crate::cluster::ClusterNode;
 use crate::cluster::wire::{Remote, WireResult};
@@ -340,9 +340,10 @@ impl Registry {
         }
     }
 
-    /// Queues entries on other users' devices. Locally one atomic store write (the caller then
-    /// nudges the running actors); in a cluster one durable command per user, applied by the
-    /// actor that is the single writer of that user's queues.
+    /// Queues entries on other users' devices. Locally one atomic store write, after which the
+    /// running actors of those users get the entries with their sequence numbers, so that they
+    /// push them from memory instead of reading their queues again; in a cluster one durable
+    /// command per user, applied by the actor that is the single writer of that user's queues.
     pub async fn enqueue_for(
         &self,
         entries: Vec<(DeviceAddress, NewEntry)>,
@@ -353,9 +354,32 @@ impl Registry {
         match self.cluster.get() {
             Some(cluster) => cluster.enqueue_for(entries).await,
             None => {
-                self.env.store.enqueue(entries).await?;
+                let outcomes = self.env.store.enqueue(entries.clone()).await?;
+                self.hand_over_queued(entries, outcomes);
                 Ok(())
             }
+        }
+    }
+
+    /// Gives entries just queued, with their outcomes, to the running actors of their users.
+    fn hand_over_queued(
+        &self,
+        entries: Vec<(DeviceAddress, NewEntry)>,
+        outcomes: Vec<EnqueueOutcome>,
+    ) {
+        let mut by_user: HashMap<UserId, EntriesQueued> = HashMap::new();
+        for (entry, outcome) in entries.into_iter().zip(outcomes) {
+            let queued = by_user
+                .entry(entry.0.user)
+                .or_insert_with(|| EntriesQueued {
+                    entries: Vec::new(),
+                    outcomes: Vec::new(),
+                });
+            queued.entries.push(entry);
+            queued.outcomes.push(outcome);
+        }
+        for (user, queued) in by_user {
+            self.notify(user, queued);
         }
     }
 

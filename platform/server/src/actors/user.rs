@@ -200,7 +200,8 @@ impl UserActor {
 
     /// Pushes entries this actor just queued (those whose outcome is `Queued`) to connected
     /// devices, straight from memory when they are caught up, else by reading the queue (group
-    /// references are always resolved from the queue). Returns how many were queued.
+    /// references are always resolved from the queue). Returns how many were queued; the caller
+    /// counts them in the metrics if it wrote them.
     fn take_new_entries(
         &mut self,
         entries: &[(DeviceAddress, NewEntry)],
@@ -232,7 +233,6 @@ impl UserActor {
                 self.pump(address.device, ctx);
             }
         }
-        self.env.metrics.entries_queued(queued);
         queued
     }
 
@@ -545,6 +545,7 @@ impl Handler<Submit> for UserActor {
                 let queued = actor.take_new_entries(&entries, outcomes, ctx, |_| {
                     Origin::Direct(from, client_message_id.clone())
                 });
+                actor.env.metrics.entries_queued(queued);
                 let duplicate = queued == 0;
                 if !duplicate {
                     actor.env.metrics.message_accepted();
@@ -603,7 +604,8 @@ impl Handler<SubmitReceipt> for UserActor {
             |result: Result<_, DeliveryError>, actor, ctx| {
                 let (devices, entries, outcomes) = result?;
                 actor.devices = Some(devices);
-                actor.take_new_entries(&entries, outcomes, ctx, |_| Origin::Nothing);
+                let queued = actor.take_new_entries(&entries, outcomes, ctx, |_| Origin::Nothing);
+                actor.env.metrics.entries_queued(queued);
                 Ok(())
             },
         )))
@@ -742,7 +744,6 @@ impl Handler<AckUpTo> for UserActor {
         let registry = Arc::clone(&self.registry);
         let from = DeviceAddress::new(self.user, ack.device);
         let retention = self.env.retention_ms;
-        let senders: Vec<UserId> = receipts.keys().copied().collect();
         let work = async move {
             // Receipts are queued before the range is removed: a crash in between repeats a
             // receipt (clients ignore repeats) but never loses a message.
@@ -788,17 +789,10 @@ impl Handler<AckUpTo> for UserActor {
             move |result, actor, ctx| {
                 match result {
                     Ok(receipts) => {
+                        // The senders' actors got the receipts from the registry (pushed from
+                        // memory when their devices are caught up).
                         actor.env.metrics.entries_queued(receipts);
                         actor.env.metrics.entries_acked(acked);
-                        for sender in senders {
-                            if sender == actor.user {
-                                for session in actor.sessions.values_mut() {
-                                    session.drained = false;
-                                }
-                            } else {
-                                actor.registry.notify(sender, QueueChanged);
-                            }
-                        }
                     }
                     Err(error) => {
                         // The entries stay queued and are pushed again on the next connection.
@@ -827,6 +821,17 @@ impl Handler<TypingNotice> for UserActor {
                 .outbound
                 .offer(Outbound::frame(&frame, FrameKind::Other));
         }
+    }
+}
+
+impl Handler<EntriesQueued> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, queued: EntriesQueued, ctx: &mut Self::Context) {
+        self.touch();
+        self.take_new_entries(&queued.entries, queued.outcomes, ctx, |entry| {
+            origin_of(&entry.payload)
+        });
     }
 }
 
@@ -891,7 +896,9 @@ impl Handler<EnqueueEntries> for UserActor {
         };
         AtomicResponse::new(Box::pin(work.into_actor(self).map(|result, actor, ctx| {
             let (entries, outcomes) = result?;
-            actor.take_new_entries(&entries, outcomes, ctx, |entry| origin_of(&entry.payload));
+            let queued =
+                actor.take_new_entries(&entries, outcomes, ctx, |entry| origin_of(&entry.payload));
+            actor.env.metrics.entries_queued(queued);
             Ok(())
         })))
     }

@@ -142,6 +142,7 @@ impl Engine {
             to_json("devices", &device)?,
         );
         batch.commit()?;
+        self.device_cache.invalidate(user);
         Ok(Registration {
             account: record.account,
             device,
@@ -198,12 +199,20 @@ impl Engine {
         }
     }
 
+    /// The devices of `user`, from the cache when it has them (see `device_cache`).
     pub fn devices(&self, user: UserId) -> StoreResult<Vec<Device>> {
-        self.ks
+        let miss = match self.device_cache.get(user) {
+            Ok(devices) => return Ok(devices),
+            Err(miss) => miss,
+        };
+        let devices: Vec<Device> = self
+            .ks
             .devices
             .prefix(user.as_bytes())
             .map(|guard| from_json("devices", &guard.value()?))
-            .collect()
+            .collect::<StoreResult<_>>()?;
+        self.device_cache.fill(user, &devices, miss);
+        Ok(devices)
     }
 
     pub fn device(&self, address: DeviceAddress) -> StoreResult<Option<Device>> {

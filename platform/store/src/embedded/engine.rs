@@ -8,6 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
 
 use super::Durability;
+use super::device_cache::DeviceCache;
 use crate::error::{StoreError, StoreResult};
 
 impl From<fjall::Error> for StoreError {
@@ -59,6 +60,7 @@ pub(super) struct Engine {
     durability: Durability,
     /// Journal syncs so far (group commits with `Sync`).
     syncs: AtomicU64,
+    pub device_cache: DeviceCache,
 }
 
 /// Takes a lock that guards no data, so a panic elsewhere (poisoning) leaves nothing to repair.
@@ -102,6 +104,7 @@ impl Engine {
             locks: Locks::default(),
             durability,
             syncs: AtomicU64::new(0),
+            device_cache: DeviceCache::default(),
         })
     }
 

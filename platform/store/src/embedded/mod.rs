@@ -79,6 +79,7 @@
 mod accounts;
 mod codec;
 mod committer;
+mod device_cache;
 mod durability;
 mod engine;
 mod groups;

@@ -1,6 +1,7 @@
 //! The fjall database and its keyspaces, the locks that make read-modify-write operations
 //! atomic, and the write batch every operation commits.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -8,6 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
 
 use super::Durability;
+use super::codec::DeviceKey;
 use super::device_cache::DeviceCache;
 use crate::error::{StoreError, StoreResult};
 
@@ -61,6 +63,9 @@ pub(super) struct Engine {
     /// Journal syncs so far (group commits with `Sync`).
     syncs: AtomicU64,
     pub device_cache: DeviceCache,
+    /// `queue_meta` records written since the store opened (see `queues`); updated only by
+    /// writers holding `locks.queues`, after their batch commits.
+    pub queue_metas: Mutex<HashMap<DeviceKey, (u64, u64)>>,
 }
 
 /// Takes a lock that guards no data, so a panic elsewhere (poisoning) leaves nothing to repair.
@@ -105,6 +110,7 @@ impl Engine {
             durability,
             syncs: AtomicU64::new(0),
             device_cache: DeviceCache::default(),
+            queue_metas: Mutex::new(HashMap::new()),
         })
     }
 

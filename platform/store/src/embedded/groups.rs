@@ -148,8 +148,9 @@ impl Engine {
             dedupe,
             encode_dedupe(message_seq, expires_at),
         );
-        let outcomes = self.append_entries(&mut batch, keyed)?;
+        let (outcomes, metas) = self.append_entries(&mut batch, keyed)?;
         batch.commit()?;
+        self.remember(metas);
         Ok(GroupEnqueueOutcome::Queued { entries: outcomes })
     }
 

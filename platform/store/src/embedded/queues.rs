@@ -49,16 +49,48 @@ pub(super) fn key_entries(entries: Vec<(DeviceAddress, NewEntry)>) -> StoreResul
         .collect()
 }
 
+/// The `queue_meta` records a write batch sets: to be remembered once the batch has committed.
+#[must_use = "remember the new queue metadata once the batch has committed"]
+pub(super) struct NewQueueMetas(Vec<(DeviceKey, (u64, u64))>);
+
+/// Queues whose metadata is kept in memory (about 60 bytes each); when full, the cache starts
+/// again empty.
+const QUEUE_META_CACHE: usize = 262_144;
+
 impl Engine {
     /// The next sequence number and the acknowledged watermark of a device queue.
     ///
     /// The watermark keeps acknowledgements and reads from walking over the tombstones of
     /// everything acknowledged before: without it each ack would cost O(history).
+    ///
+    /// Served from memory when the queue was written since the store opened: every write of
+    /// `queue_meta` holds the queues lock and updates the cache after its batch commits, so a
+    /// cached value is always the last committed one (and a miss reads it from the store).
     fn queue_meta(&self, device: &DeviceKey) -> StoreResult<(u64, u64)> {
+        if let Some(meta) = self.queue_meta_cache().get(device) {
+            return Ok(*meta);
+        }
         match self.ks.queue_meta.get(device)? {
             Some(value) => decode_queue_meta(&value),
             None => Ok((1, 0)),
         }
+    }
+
+    fn queue_meta_cache(&self) -> std::sync::MutexGuard<'_, HashMap<DeviceKey, (u64, u64)>> {
+        // Every update is a single insert: a panic cannot leave it half-done.
+        self.queue_metas
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Remembers the `queue_meta` records of a batch that has committed. The caller still
+    /// holds the queues lock it took before reading them.
+    pub(super) fn remember(&self, metas: NewQueueMetas) {
+        let mut cache = self.queue_meta_cache();
+        if cache.len() + metas.0.len() > QUEUE_META_CACHE {
+            cache.clear();
+        }
+        cache.extend(metas.0);
     }
 
     /// Allocates sequence numbers and checks de-duplication records under the queues lock, and
@@ -71,8 +103,9 @@ impl Engine {
         let keyed = key_entries(entries)?;
         let _queues = lock(&self.locks.queues);
         let mut batch = self.batch();
-        let outcomes = self.append_entries(&mut batch, keyed)?;
+        let (outcomes, metas) = self.append_entries(&mut batch, keyed)?;
         batch.commit()?;
+        self.remember(metas);
         Ok(outcomes)
     }
 
@@ -80,13 +113,14 @@ impl Engine {
     /// sequence numbers after each queue's `queue_meta`, the entries, their dedupe records and
     /// the new `queue_meta` records. Outcomes come in the order of `entries`.
     ///
-    /// The caller holds the queues lock from before this call until `batch` is committed, and
-    /// puts no other `queue`, `queue_meta` or `dedupe` record in `batch`.
+    /// The caller holds the queues lock from before this call until `batch` is committed and
+    /// the returned metadata remembered ([`Engine::remember`]), and puts no other `queue`,
+    /// `queue_meta` or `dedupe` record in `batch`.
     pub(super) fn append_entries(
         &self,
         batch: &mut OwnedWriteBatch,
         entries: Vec<KeyedEntry>,
-    ) -> StoreResult<Vec<EnqueueOutcome>> {
+    ) -> StoreResult<(Vec<EnqueueOutcome>, NewQueueMetas)> {
         let mut next_seqs: HashMap<DeviceKey, (u64, u64)> = HashMap::new();
         let mut queued_now: HashMap<Vec<u8>, u64> = HashMap::new();
         let mut outcomes = Vec::with_capacity(entries.len());
@@ -130,10 +164,12 @@ impl Engine {
             }
             outcomes.push(EnqueueOutcome::Queued { seq });
         }
+        let mut metas = Vec::with_capacity(next_seqs.len());
         for (device, (next, acked)) in next_seqs {
             batch.insert(&self.ks.queue_meta, device, encode_queue_meta(next, acked));
+            metas.push((device, (next, acked)));
         }
-        Ok(outcomes)
+        Ok((outcomes, NewQueueMetas(metas)))
     }
 
     pub fn read_queue(
@@ -197,7 +233,9 @@ impl Engine {
             batch.remove_weak(&self.ks.queue, queue_key(&device, seq));
         }
         batch.insert(&self.ks.queue_meta, device, encode_queue_meta(next, up_to));
-        Ok(batch.commit()?)
+        batch.commit()?;
+        self.remember(NewQueueMetas(vec![(device, (next, up_to))]));
+        Ok(())
     }
 
     pub fn queue_len(&self, address: DeviceAddress) -> StoreResult<u64> {

@@ -778,3 +778,31 @@ async fn registering_a_number_again_closes_the_old_device_4001_and_revokes_its_c
     );
     others_can_chat(&server).await;
 }
+
+/// A client that closes (code 1000) gets the close answered: the WebSocket closing handshake
+/// completes instead of the server dropping the connection, which the client would see as a
+/// reset.
+#[tokio::test]
+async fn a_client_close_is_answered_with_a_close_frame() {
+    let server = TestServer::start().await;
+    let alice = server.register(&unique_phone()).await;
+    for _ in 0..3 {
+        let (sender, mut receiver) = raw(&server, &alice).await.split();
+        sender.close().await;
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                match receiver.recv().await {
+                    // Frames the server sent before it read the close (QueueEmpty).
+                    Ok(courier_client::Incoming::Frame(_)) => continue,
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .expect("an answer in time");
+        match answer {
+            Ok(courier_client::Incoming::Closed { code, .. }) => assert_eq!(code, 1000),
+            other => panic!("expected the close to be answered, got {other:?}"),
+        }
+    }
+}

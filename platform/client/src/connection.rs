@@ -16,6 +16,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::api::Credentials;
 use crate::error::{ClientError, ClientResult};
@@ -146,10 +148,10 @@ impl GatewayConnection {
         (GatewaySender { sink }, GatewayReceiver { stream })
     }
 
-    /// Closes the connection normally.
+    /// Closes the connection normally (close code 1000, answered by the server).
     pub async fn close(mut self) {
         // The server may already have gone; nothing to do then.
-        let _ = self.socket.close(None).await;
+        let _ = self.socket.close(Some(normal_close())).await;
     }
 }
 
@@ -202,8 +204,16 @@ impl GatewaySender {
     /// Sends a close frame.
     pub async fn close(mut self) {
         // The peer may be gone already; the connection ends either way.
-        let _ = self.sink.send(Message::Close(None)).await;
+        let _ = self.sink.send(Message::Close(Some(normal_close()))).await;
         let _ = self.sink.close().await;
+    }
+}
+
+/// A close frame with code 1000 (normal closure): the server answers it with the same code.
+fn normal_close() -> CloseFrame {
+    CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
     }
 }
 

@@ -29,6 +29,8 @@ pub(super) enum End {
     Close(u16, &'static str),
     /// The peer closed or the transport failed: nothing more to send.
     Gone,
+    /// The peer sent a close frame: answer it (the WebSocket closing handshake), then stop.
+    ClosedByPeer,
 }
 
 pub(super) struct Connection {
@@ -73,9 +75,10 @@ pub fn run(
     async move {
         let _guard = guard;
         let _permit = permit;
-        let end = connection.serve(&mut receiver).await;
-        if let End::Close(code, reason) = end {
-            connection.close(code, reason).await;
+        match connection.serve(&mut receiver).await {
+            End::Close(code, reason) => connection.close(code, reason).await,
+            End::ClosedByPeer => connection.answer_close().await,
+            End::Gone => {}
         }
         let state = Arc::clone(&connection.state);
         drop(connection);
@@ -139,7 +142,7 @@ impl Connection {
                             }
                         }
                         Message::Ping(_) | Message::Pong(_) => {}
-                        Message::Close(_) => return End::Gone,
+                        Message::Close(_) => return End::ClosedByPeer,
                     }
                 }
                 _ = ping.tick() => {
@@ -539,6 +542,16 @@ impl Connection {
         };
         // The peer may already be gone; there is nothing else to do then.
         let _ = self.socket.send(Message::Close(Some(frame))).await;
+    }
+}
+
+impl Connection {
+    /// Sends the close frame the WebSocket layer queued in reply to the peer's, so that a
+    /// client's clean close ends cleanly on its side too (not with a reset connection).
+    async fn answer_close(&mut self) {
+        let flush = futures_util::SinkExt::flush(&mut self.socket);
+        // The peer may already be gone, or never read the reply; either way the task ends.
+        let _ = tokio::time::timeout(Duration::from_secs(5), flush).await;
     }
 }
 

@@ -24,6 +24,9 @@ use axum::response::{IntoResponse, Response};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// Bytes a connection buffers before writing even without a flush.
+const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+
 /// `GET /v1/gateway`: authenticates the device, then upgrades to a WebSocket.
 pub async fn upgrade(
     State(state): State<Arc<AppState>>,
@@ -53,9 +56,11 @@ pub async fn upgrade(
     let limits = &state.config.gateway;
     // The socket accepts frames up to twice the limit so that an oversized frame can be
     // answered with FRAME_TOO_LARGE before the close, instead of a bare transport error.
+    // Frames are written when flushed (every send flushes; a burst of queued deliveries is
+    // flushed once), or when this much is buffered.
     upgrade
         .read_buffer_size(limits.read_buffer_bytes)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_message_size(limits.max_frame_bytes * 2)
         .max_frame_size(limits.max_frame_bytes * 2)
         .on_upgrade(move |socket| connection::run(socket, device, state, permit))

@@ -137,20 +137,24 @@ impl OutboundReceiver {
     /// Cancel-safe: nothing is taken unless it is returned.
     pub async fn next(&mut self) -> Next {
         loop {
-            {
-                let mut state = self.shared.lock();
-                if let Some(request) = state.close {
-                    return Next::Close(request);
-                }
-                if let Some(frame) = state.frames.pop_front() {
-                    if state.frames.is_empty() && state.frames.capacity() > RETAINED_SLOTS {
-                        state.frames.shrink_to(RETAINED_SLOTS);
-                    }
-                    return Next::Frame(frame);
-                }
+            if let Some(next) = self.try_next() {
+                return next;
             }
             self.shared.wake.notified().await;
         }
+    }
+
+    /// What [`Self::next`] would return now, without waiting.
+    pub fn try_next(&mut self) -> Option<Next> {
+        let mut state = self.shared.lock();
+        if let Some(request) = state.close {
+            return Some(Next::Close(request));
+        }
+        let frame = state.frames.pop_front()?;
+        if state.frames.is_empty() && state.frames.capacity() > RETAINED_SLOTS {
+            state.frames.shrink_to(RETAINED_SLOTS);
+        }
+        Some(Next::Frame(frame))
     }
 }
 

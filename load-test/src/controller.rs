@@ -128,23 +128,20 @@ pub async fn run(plan: Plan) -> anyhow::Result<bool> {
     }
     let mut profile_notes = Vec::new();
     let profile = match profiling {
-        Some(_) if done == 0 => {
+        Some(task) if done == 0 => {
+            task.abort();
             profile_notes.push("no CPU profile: no agent finished its run".to_owned());
             None
         }
         Some(task) => {
             eprintln!("folding the CPU profile…");
-            match task.await {
-                Ok(Ok(profile)) => Some(profile),
-                Ok(Err(error)) => {
-                    profile_notes.push(format!("no CPU profile: {error}"));
-                    None
-                }
-                Err(error) => {
-                    profile_notes.push(format!("no CPU profile: {error}"));
-                    None
-                }
-            }
+            let folded = match task.await {
+                Ok(folded) => folded.map_err(|e| e.to_string()),
+                Err(error) => Err(error.to_string()),
+            };
+            folded
+                .map_err(|error| profile_notes.push(format!("no CPU profile: {error}")))
+                .ok()
         }
         None => None,
     };

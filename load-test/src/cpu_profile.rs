@@ -13,7 +13,7 @@
 //! `--profile-call-graph dwarf` (the default) gives whole stacks without frame pointers;
 //! `fp` is far cheaper but needs a build with `-C force-frame-pointers=yes`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -238,15 +238,13 @@ pub fn summarize(folded: &str) -> CpuProfile {
         }
     }
     let ranked = |counts: HashMap<String, u64>, limit: usize| -> Vec<Share> {
+        let mut counts: Vec<(String, u64)> = counts.into_iter().collect();
         // Ties broken by name so that the same profile always reads the same.
-        let sorted: BTreeMap<(std::cmp::Reverse<u64>, String), ()> = counts
+        counts.sort_unstable_by(|(a, x), (b, y)| y.cmp(x).then_with(|| a.cmp(b)));
+        counts
             .into_iter()
-            .map(|(name, n)| ((std::cmp::Reverse(n), name), ()))
-            .collect();
-        sorted
-            .into_keys()
             .take(limit)
-            .map(|(std::cmp::Reverse(n), name)| Share {
+            .map(|(name, n)| Share {
                 name,
                 cpu_ms: n as f64 / 1e6,
                 percent: if total_ns == 0 {

@@ -62,6 +62,63 @@ async fn start(member: &Arc<dyn TestMember>, recorder: &Arc<Recorder>) {
 }
 
 /// Waits until the recorders' owned sets split every partition between them, none empty.
+/// Publishes `count` records to every partition through `member` and waits until `recorders`
+/// together received all of them; returns how many that is.
+async fn publish_to_every_partition(
+    member: &Arc<dyn TestMember>,
+    recorders: &[&Arc<Recorder>],
+    partitions: u32,
+    count: u32,
+) -> usize {
+    let all: Vec<Partition> = (0..partitions).collect();
+    publish_each(member, &all, count).await;
+    let expected = (partitions * count) as usize;
+    eventually("every record arrived", || {
+        recorders.iter().map(|r| r.record_count()).sum::<usize>() >= expected
+    })
+    .await;
+    expected
+}
+
+/// Waits until `new_owner` got the records `from..count` of each partition in `taken_over`
+/// (besides everything it owned already), then checks that it got exactly those, in order.
+async fn assert_taken_over(
+    new_owner: &Arc<Recorder>,
+    partitions: u32,
+    taken_over: &BTreeSet<Partition>,
+    (expected, from, count): (usize, u32, u32),
+) {
+    eventually("node-b owns every partition", || {
+        new_owner.owned().len() == partitions as usize
+    })
+    .await;
+    let handed_over = taken_over.len() * (count - from) as usize;
+    eventually(
+        "the records node-a had not committed reached node-b",
+        || new_owner.record_count() >= expected - taken_over.len() * count as usize + handed_over,
+    )
+    .await;
+    tokio::time::sleep(SETTLE).await;
+    let records = new_owner.records();
+    for &partition in taken_over {
+        let got = records.get(&partition).cloned().unwrap_or_default();
+        assert_eq!(
+            indexes(&got),
+            (from..count).collect::<Vec<_>>(),
+            "partition {partition}: node-b must get exactly the records after node-a's committed prefix"
+        );
+    }
+}
+
+/// How many `revoked` calls `recorder` saw.
+fn revoke_count(recorder: &Recorder) -> usize {
+    recorder
+        .events()
+        .iter()
+        .filter(|(_, e)| matches!(e, super::Event::Revoked(_)))
+        .count()
+}
+
 async fn wait_for_split(recorders: &[&Arc<Recorder>], partitions: u32) {
     eventually("the partitions are split between the members", || {
         let owned: Vec<BTreeSet<Partition>> = recorders.iter().map(|r| r.owned()).collect();
@@ -199,13 +256,7 @@ pub async fn two_members_split_the_partitions_and_records_reach_the_owner(
         );
     }
 
-    let all: Vec<Partition> = (0..partitions).collect();
-    publish_each(&b, &all, COUNT).await;
-    let expected = (partitions * COUNT) as usize;
-    eventually("every record arrived", || {
-        rec_a.record_count() + rec_b.record_count() >= expected
-    })
-    .await;
+    publish_to_every_partition(&b, &[&rec_a, &rec_b], partitions, COUNT).await;
     tokio::time::sleep(SETTLE).await;
 
     for (name, recorder, other) in [("node-a", &rec_a, &rec_b), ("node-b", &rec_b, &rec_a)] {
@@ -297,41 +348,17 @@ pub async fn a_clean_leave_revokes_first_and_hands_over_only_uncompleted_records
     wait_for_split(&[&rec_a, &rec_b], partitions).await;
     let owned_by_a = rec_a.owned();
 
-    let all: Vec<Partition> = (0..partitions).collect();
-    publish_each(&b, &all, COUNT).await;
-    let expected = (partitions * COUNT) as usize;
-    eventually("every record arrived", || {
-        rec_a.record_count() + rec_b.record_count() >= expected
-    })
-    .await;
+    let expected = publish_to_every_partition(&b, &[&rec_a, &rec_b], partitions, COUNT).await;
 
     let before_leave = clock.load(std::sync::atomic::Ordering::SeqCst);
     a.shutdown().await;
-    eventually("node-b owns every partition", || {
-        rec_b.owned().len() == partitions as usize
-    })
-    .await;
+    assert_taken_over(&rec_b, partitions, &owned_by_a, (expected, 5, COUNT)).await;
     for &partition in &owned_by_a {
         let revoked = rec_a.stamp_of(true, partition, before_leave);
         let assigned = rec_b.stamp_of(false, partition, before_leave);
         assert!(
             matches!((revoked, assigned), (Some(r), Some(s)) if r < s),
             "partition {partition}: node-a revoked at {revoked:?}, node-b assigned at {assigned:?}"
-        );
-    }
-    let handed_over = owned_by_a.len() * 5;
-    eventually("the uncompleted records reached node-b", || {
-        rec_b.record_count() >= expected - owned_by_a.len() * COUNT as usize + handed_over
-    })
-    .await;
-    tokio::time::sleep(SETTLE).await;
-    let records = rec_b.records();
-    for &partition in &owned_by_a {
-        let got = records.get(&partition).cloned().unwrap_or_default();
-        assert_eq!(
-            indexes(&got),
-            (5..COUNT).collect::<Vec<_>>(),
-            "partition {partition}: node-b must get exactly the records after node-a's committed prefix"
         );
     }
     rec_a.assert_well_ordered_calls("node-a");
@@ -358,49 +385,17 @@ pub async fn a_crashed_members_uncommitted_records_go_to_the_new_owner(
     wait_for_split(&[&rec_a, &rec_b], partitions).await;
     let owned_by_a = rec_a.owned();
 
-    let all: Vec<Partition> = (0..partitions).collect();
-    publish_each(&b, &all, COUNT).await;
-    let expected = (partitions * COUNT) as usize;
-    eventually("every record arrived", || {
-        rec_a.record_count() + rec_b.record_count() >= expected
-    })
-    .await;
+    let expected = publish_to_every_partition(&b, &[&rec_a, &rec_b], partitions, COUNT).await;
     tokio::time::sleep(COMMITTED).await;
 
-    let revokes_before = rec_a
-        .events()
-        .iter()
-        .filter(|(_, e)| matches!(e, super::Event::Revoked(_)))
-        .count();
+    let revokes_before = revoke_count(&rec_a);
     a.crash().await;
-    eventually("node-b owns every partition", || {
-        rec_b.owned().len() == partitions as usize
-    })
-    .await;
-    let handed_over = owned_by_a.len() * (COUNT as usize - 4);
-    eventually("the uncommitted records reached node-b", || {
-        rec_b.record_count() >= expected - owned_by_a.len() * COUNT as usize + handed_over
-    })
-    .await;
-    tokio::time::sleep(SETTLE).await;
-    let revokes_after = rec_a
-        .events()
-        .iter()
-        .filter(|(_, e)| matches!(e, super::Event::Revoked(_)))
-        .count();
+    assert_taken_over(&rec_b, partitions, &owned_by_a, (expected, 4, COUNT)).await;
     assert_eq!(
-        revokes_before, revokes_after,
+        revokes_before,
+        revoke_count(&rec_a),
         "a crashed member must not be revoked"
     );
-    let records = rec_b.records();
-    for &partition in &owned_by_a {
-        let got = records.get(&partition).cloned().unwrap_or_default();
-        assert_eq!(
-            indexes(&got),
-            (4..COUNT).collect::<Vec<_>>(),
-            "partition {partition}: node-b must get exactly the records node-a had not committed"
-        );
-    }
     rec_b.assert_well_ordered_calls("node-b");
     let after = a.publish(0, key(0, 0), payload(0, 0)).await;
     assert!(

@@ -468,7 +468,9 @@ impl Client {
         // seen. A crash in between re-delivers it; the history drops the repeat when read.
         let decrypted = decrypt(&mut state, sender, kind, &envelope.ciphertext);
         let body = match decrypted.map(|p| Content::decode(p.as_slice())) {
-            Ok(Ok(Content { body: Some(body) })) => Ok(body),
+            Ok(Ok(Content {
+                body: Some(body), ..
+            })) => Ok(body),
             Ok(Ok(_)) => Err("unsupported content".to_owned()),
             Ok(Err(error)) => Err(format!("undecodable content: {error}")),
             Err(error) => Err(error.to_string()),
@@ -491,6 +493,7 @@ impl Client {
                 }))
             }
             Ok(content::Body::SenderKey(key)) => accept_sender_key(&mut state, sender, &key),
+            Ok(_) => Err("unsupported content".to_owned()),
             Err(error) => Err(error),
         };
         state.remember(sender, &id);

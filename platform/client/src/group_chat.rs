@@ -91,6 +91,7 @@ impl Client {
             .and_then(|plaintext| match Content::decode(plaintext.as_slice()) {
                 Ok(Content {
                     body: Some(content::Body::Text(text)),
+                    ..
                 }) => Ok(text.body),
                 Ok(_) => Err("unsupported content".to_owned()),
                 Err(error) => Err(format!("undecodable content: {error}")),
@@ -415,6 +416,7 @@ impl Messenger {
             body: Some(content::Body::Text(Text {
                 body: text.to_owned(),
             })),
+            ..Default::default()
         }
         .encode_to_vec();
         let ciphertext = {
@@ -481,6 +483,7 @@ impl Messenger {
                 group_id: group.to_string(),
                 distribution,
             })),
+            ..Default::default()
         }
         .encode_to_vec();
         let plaintext = &plaintext;

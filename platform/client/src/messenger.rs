@@ -127,6 +127,7 @@ impl Messenger {
             body: Some(content::Body::Text(Text {
                 body: text.to_owned(),
             })),
+            ..Default::default()
         }
         .encode_to_vec();
         let (sent, _) = self.send_content(to, &id, &plaintext).await?;

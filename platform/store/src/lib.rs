@@ -4,6 +4,8 @@
 //! Layout:
 //! - [`Store`] (this file): the trait every backend implements; the server holds an
 //!   `Arc<dyn Store>` chosen by configuration through [`open`].
+//! - [`business`]: [`BusinessStore`], the storage of the business API (opaque records and
+//!   ordered queues with unique keys), implemented by every backend beside [`Store`].
 //! - [`model`]: the records a store keeps (metadata and ciphertext only).
 //! - [`error`]: [`StoreError`], the one error type of this layer.
 //! - [`rules`]: contract rules every backend applies the same way (issuing window, invite
@@ -19,6 +21,7 @@
 //! - entries expire at their `expires_at`, whether or not anyone reads them;
 //! - a group message's body is stored once, however many device queues reference it.
 
+pub mod business;
 pub mod conformance;
 pub mod embedded;
 pub mod error;
@@ -33,6 +36,7 @@ use bytes::Bytes;
 use courier_protocol::http::{OneTimePreKey, SignedPreKey};
 use courier_protocol::{DeviceAddress, GroupId, PhoneNumber, UserId};
 
+pub use business::BusinessStore;
 pub use error::{StoreError, StoreResult};
 pub use model::*;
 

@@ -99,6 +99,7 @@ impl Device {
                 group_id: group.to_string(),
                 distribution,
             })),
+            ..Default::default()
         }
     }
 
@@ -106,6 +107,7 @@ impl Device {
     fn group_message(&self, group: GroupId, id: &str, text: &str) -> delivery::Content {
         let plaintext = Content {
             body: Some(content::Body::Text(Text { body: text.into() })),
+            ..Default::default()
         }
         .encode_to_vec();
         let ciphertext = {
@@ -333,6 +335,7 @@ fn bad_group_input_is_dropped_not_fatal() {
             group_id: group.to_string(),
             distribution: vec![1, 2, 3],
         })),
+        ..Default::default()
     };
     assert!(matches!(
         bob.receive(alice.pairwise(&bob, &garbage)),

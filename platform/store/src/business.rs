@@ -130,8 +130,12 @@ pub trait BusinessStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<Appended>>;
 
     /// Up to `limit` items with `seq > after`, oldest first.
-    async fn read_queue(&self, queue: &str, after: u64, limit: usize)
-    -> StoreResult<Vec<QueuedItem>>;
+    async fn read_queue(
+        &self,
+        queue: &str,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<QueuedItem>>;
 
     /// Removes these items (unknown seqs are ignored). Their unique keys stay recorded until
     /// they expire.

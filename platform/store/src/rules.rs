@@ -1,6 +1,7 @@
 //! Rules of the storage contract that do not depend on the backend, shared by every
 //! implementation so that they cannot drift apart.
 
+use crate::business::{MAX_QUEUE_NAME_BYTES, MAX_RECORD_NAME_BYTES, QueueItem, RecordKey};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
     CodeCheck, IssueOutcome, IssuePolicy, MAX_INVITE_CODE_BYTES, Millis, VerificationCode,
@@ -15,6 +16,51 @@ pub fn check_invite_code(code: &str) -> StoreResult<()> {
         )));
     }
     Ok(())
+}
+
+/// `Invalid` for a table name, partition or record key longer than
+/// [`MAX_RECORD_NAME_BYTES`].
+pub fn check_record_name(what: &str, name: &str) -> StoreResult<()> {
+    if name.len() > MAX_RECORD_NAME_BYTES {
+        return Err(StoreError::Invalid(format!(
+            "{what} of {} bytes (at most {MAX_RECORD_NAME_BYTES})",
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
+/// `Invalid` unless every part of `key` fits [`check_record_name`].
+pub fn check_record_key(key: &RecordKey) -> StoreResult<()> {
+    check_record_name("table name", &key.table)?;
+    check_record_name("partition", &key.partition)?;
+    check_record_name("record key", &key.key)
+}
+
+/// `Invalid` for a queue name or unique key longer than [`MAX_QUEUE_NAME_BYTES`].
+pub fn check_queue_name(what: &str, name: &str) -> StoreResult<()> {
+    if name.len() > MAX_QUEUE_NAME_BYTES {
+        return Err(StoreError::Invalid(format!(
+            "{what} of {} bytes (at most {MAX_QUEUE_NAME_BYTES})",
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
+/// `Invalid` (before anything is read or written) for an over-long queue name or unique key.
+pub fn check_append(queue: &str, items: &[QueueItem]) -> StoreResult<()> {
+    check_queue_name("queue name", queue)?;
+    for unique in items.iter().filter_map(|item| item.unique.as_ref()) {
+        check_queue_name("unique key", &unique.key)?;
+    }
+    Ok(())
+}
+
+/// Whether a recorded unique key still keeps a new item out at `now`: until `unique_until`,
+/// exclusive.
+pub fn unique_key_holds(unique_until: Millis, now: Millis) -> bool {
+    unique_until > now
 }
 
 /// The earlier of two times where 0 means "not yet".
@@ -127,6 +173,38 @@ mod tests {
         assert!(check_invite_code("").is_err());
         assert!(check_invite_code(&"c".repeat(MAX_INVITE_CODE_BYTES)).is_ok());
         assert!(check_invite_code(&"c".repeat(MAX_INVITE_CODE_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn business_names_are_checked() {
+        let long = "n".repeat(MAX_RECORD_NAME_BYTES + 1);
+        let longest = "n".repeat(MAX_RECORD_NAME_BYTES);
+        assert!(check_record_key(&RecordKey::new(&*longest, &*longest, &*longest)).is_ok());
+        assert!(check_record_key(&RecordKey::new("", "", "")).is_ok());
+        for key in [
+            RecordKey::new(&*long, "p", "k"),
+            RecordKey::new("t", &*long, "k"),
+            RecordKey::new("t", "p", &*long),
+        ] {
+            assert!(matches!(
+                check_record_key(&key),
+                Err(StoreError::Invalid(_))
+            ));
+        }
+        let unique = |key: &str| QueueItem {
+            value: Default::default(),
+            unique: Some(crate::business::UniqueKey {
+                key: key.to_owned(),
+                unique_until: 1,
+            }),
+        };
+        let longest = "q".repeat(MAX_QUEUE_NAME_BYTES);
+        let long = "q".repeat(MAX_QUEUE_NAME_BYTES + 1);
+        assert!(check_append(&longest, &[unique(&longest)]).is_ok());
+        assert!(check_append(&long, &[]).is_err());
+        assert!(check_append("q", &[unique("a"), unique(&long)]).is_err());
+        assert!(unique_key_holds(10, 9));
+        assert!(!unique_key_holds(10, 10), "until, exclusive");
     }
 
     #[test]

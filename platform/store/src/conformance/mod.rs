@@ -22,11 +22,14 @@
 //!
 //! Layout: `codes`, `accounts`, `keys`, `queues`, `groups` hold the cases by concern, `restarts` the
 //! two halves of the restart check; this file the macro and the fixtures they share.
+//! [`business`] is the suite of [`BusinessStore`](crate::BusinessStore), with its own macro
+//! (`business_conformance_tests!`) and restart halves.
 //!
 //! This module is compiled in every build (it is how other crates test their backends), so it
 //! uses no test-only dependency.
 
 mod accounts;
+pub mod business;
 mod codes;
 mod groups;
 mod keys;

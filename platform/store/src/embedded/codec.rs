@@ -345,6 +345,82 @@ pub(super) fn decode_group_receipt(value: &[u8]) -> StoreResult<ReceiptTimes> {
     })
 }
 
+// ---- business ---------------------------------------------------------------------------
+
+/// Appends `name` with its length in front (u16 big-endian), so that no name is a prefix of
+/// another's encoding: a partition `a` and a partition `ab`, or a name holding any byte at all,
+/// can never share keys. The caller has checked the length (at most 512 bytes).
+fn push_name(key: &mut Vec<u8>, name: &str) {
+    let len = u16::try_from(name.len()).unwrap_or(u16::MAX);
+    key.extend_from_slice(&len.to_be_bytes());
+    key.extend_from_slice(&name.as_bytes()[..usize::from(len)]);
+}
+
+/// The prefix of every `business_records` key of one partition: table, then partition, each
+/// length-prefixed. The record key follows it unencoded, so within a partition the keyspace's
+/// bytewise order is the keys' bytewise order.
+pub(super) fn record_partition_prefix(table: &str, partition: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4 + table.len() + partition.len());
+    push_name(&mut key, table);
+    push_name(&mut key, partition);
+    key
+}
+
+/// `business_records` key: [`record_partition_prefix`], then the record key.
+pub(super) fn record_key(table: &str, partition: &str, record: &str) -> Vec<u8> {
+    let mut key = record_partition_prefix(table, partition);
+    key.extend_from_slice(record.as_bytes());
+    key
+}
+
+/// The record key of a `business_records` key whose partition prefix is `prefix_len` long.
+pub(super) fn record_name_of_key(key: &[u8], prefix_len: usize) -> StoreResult<String> {
+    let tail = key
+        .get(prefix_len..)
+        .ok_or_else(|| corrupt("business_records", "short key"))?;
+    String::from_utf8(tail.to_vec()).map_err(|e| corrupt("business_records", e))
+}
+
+/// The prefix of a business queue's keys in `business_queue` and `business_unique`: the queue
+/// name, length-prefixed. Also the `business_queue_meta` key.
+pub(super) fn business_queue_prefix(queue: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + queue.len() + 8);
+    push_name(&mut key, queue);
+    key
+}
+
+/// `business_queue` key: [`business_queue_prefix`], then the seq big-endian.
+pub(super) fn business_item_key(prefix: &[u8], seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len() + 8);
+    key.extend_from_slice(prefix);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The seq at the end of a `business_queue` key.
+pub(super) fn business_item_seq(key: &[u8]) -> StoreResult<u64> {
+    let tail = key
+        .len()
+        .checked_sub(8)
+        .and_then(|start| key.get(start..))
+        .ok_or_else(|| corrupt("business_queue", "short key"))?;
+    be_u64("business_queue", tail)
+}
+
+/// `business_unique` key: [`business_queue_prefix`], then the unique key.
+pub(super) fn business_unique_key(prefix: &[u8], unique: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len() + unique.len());
+    key.extend_from_slice(prefix);
+    key.extend_from_slice(unique.as_bytes());
+    key
+}
+
+/// `business_unique` value: `unique_until`; `business_queue_meta` value: the next seq (u64
+/// big-endian each).
+pub(super) fn decode_u64(what: &'static str, value: &[u8]) -> StoreResult<u64> {
+    be_u64(what, value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,6 +545,36 @@ mod tests {
         assert!(message_seq_of_key(&[0; 20]).is_err());
         assert!(receipt_user_of_key(&[0; 30]).is_err());
         assert!(group_from_bytes("group_invites", &[0; 3]).is_err());
+    }
+
+    #[test]
+    fn business_keys_keep_partitions_apart_and_keys_in_order() {
+        let a = record_partition_prefix("t", "a");
+        let ab = record_partition_prefix("t", "ab");
+        assert!(!ab.starts_with(&a) && !a.starts_with(&ab));
+        // Keys that would collide if names were only joined by a separator.
+        assert_ne!(record_key("t", "a\0b", "c"), record_key("t", "a", "b\0c"));
+        assert_ne!(record_key("t\0a", "b", "c"), record_key("t", "a\0b", "c"));
+        assert!(record_key("t", "a", "b").starts_with(&a));
+        assert!(!record_key("t", "ab", "").starts_with(&a));
+        let mut keys = ["b", "a", "", "ab", "a\u{e9}", "B", "a\0"];
+        let mut encoded: Vec<Vec<u8>> = keys.iter().map(|k| record_key("t", "p", k)).collect();
+        keys.sort_unstable();
+        encoded.sort_unstable();
+        let prefix_len = record_partition_prefix("t", "p").len();
+        let decoded: Vec<String> = encoded
+            .iter()
+            .map(|k| record_name_of_key(k, prefix_len).unwrap())
+            .collect();
+        assert_eq!(decoded, keys, "bytewise order of keys within a partition");
+
+        let q = business_queue_prefix("q");
+        assert!(business_item_key(&q, 2) < business_item_key(&q, 10));
+        assert_eq!(business_item_seq(&business_item_key(&q, 77)).unwrap(), 77);
+        assert!(!business_item_key(&business_queue_prefix("qq"), 1).starts_with(&q));
+        assert!(business_item_seq(&[1, 2]).is_err());
+        assert!(record_name_of_key(&[0, 1, 0xff], 2).is_err(), "not UTF-8");
+        assert!(decode_u64("business_unique", &[0; 7]).is_err());
     }
 
     const T0_TEST: Millis = 1_700_000_000_000;

@@ -35,6 +35,10 @@ pub(super) struct Keyspaces {
     pub group_messages: Keyspace,
     pub group_dedupe: Keyspace,
     pub group_receipts: Keyspace,
+    pub business_records: Keyspace,
+    pub business_queue: Keyspace,
+    pub business_queue_meta: Keyspace,
+    pub business_unique: Keyspace,
 }
 
 /// Locks around read-modify-write sequences. They guard no data, only the window between
@@ -42,6 +46,8 @@ pub(super) struct Keyspaces {
 /// `accounts`, then `keys`, then `groups`, then `queues` (`codes` is never held with another).
 /// `groups` guards the group keyspaces (records, invites, messages, their dedupe records and
 /// receipts); a group message takes it, then `queues` for the reference entries.
+/// `business_records` and `business_queues` guard the business keyspaces and are never held
+/// with another lock.
 #[derive(Default)]
 pub(super) struct Locks {
     pub accounts: Mutex<()>,
@@ -49,6 +55,10 @@ pub(super) struct Locks {
     pub codes: Mutex<()>,
     pub groups: Mutex<()>,
     pub queues: Mutex<()>,
+    /// Record writes: an insert's existence check and its commit see no write in between.
+    pub business_records: Mutex<()>,
+    /// Business queues: seq allocation, unique key checks, the unique-key sweep.
+    pub business_queues: Mutex<()>,
 }
 
 /// Largest memtable of a keyspace before it is flushed to disk.
@@ -102,6 +112,10 @@ impl Engine {
             group_messages: keyspace("group_messages")?,
             group_dedupe: keyspace("group_dedupe")?,
             group_receipts: keyspace("group_receipts")?,
+            business_records: keyspace("business_records")?,
+            business_queue: keyspace("business_queue")?,
+            business_queue_meta: keyspace("business_queue_meta")?,
+            business_unique: keyspace("business_unique")?,
         };
         Ok(Engine {
             db,

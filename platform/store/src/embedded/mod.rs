@@ -3,6 +3,8 @@
 //! Layout:
 //! - this file: [`EmbeddedStore`] and its [`Store`] implementation, which only
 //!   decides where each operation runs;
+//! - `business`: its [`BusinessStore`](crate::BusinessStore) implementation (records and
+//!   queues of the business API), operations and dispatch together;
 //! - `engine`: the database, its keyspaces and locks, and the write batch of every operation;
 //! - `accounts`, `keys`, `queues`, `groups`: the operations, synchronous, on the engine;
 //! - `sweep`: finding and removing expired records;
@@ -31,6 +33,16 @@
 //! | `group_messages` | group, message seq (u64) | `1`, `expires_at` (u64), body |
 //! | `group_dedupe` | group, sender device, client message id | message seq (u64), `expires_at` (u64) |
 //! | `group_receipts` | group, message seq (u64), user (16) | `delivered_at`, `read_at`, `expires_at` (u64 each) |
+//! | `business_records` | `name(table)`, `name(partition)`, record key | value |
+//! | `business_queue` | `name(queue)`, seq (u64) | value |
+//! | `business_queue_meta` | `name(queue)` | next seq (u64) |
+//! | `business_unique` | `name(queue)`, unique key | `unique_until` (u64) |
+//!
+//! `name(x)` is the length of `x` (u16) and then its UTF-8 bytes: no name's encoding is a prefix
+//! of another's, so a partition or queue `a` never sees the keys of `ab` or `a\0b`, whatever
+//! bytes names hold; the last part of a key is left as it is, so a partition's records (and a
+//! queue's unique keys) sort bytewise by key. A business queue's next seq stays in
+//! `business_queue_meta` when the queue empties, so its seqs are never reused either.
 //!
 //! Sequence numbers are never reused: `queue_meta` keeps the next one even when the queue is
 //! empty, and is written in the same batch as the entries. A device id is never reused in an
@@ -49,7 +61,8 @@
 //! weak tombstones (queue keys are written exactly once), reads skip expired entries, and
 //! [`Store::sweep_expired`] scans `queue`, `dedupe`, `group_messages`, `group_dedupe` and
 //! `group_receipts` in chunks on the blocking thread pool (only `queue` gets weak tombstones:
-//! the others may see a key written again).
+//! the others may see a key written again). `BusinessStore::sweep_unique` sweeps
+//! `business_unique` the same way; removed business queue items get weak tombstones too.
 //!
 //! # Durability
 //! Every operation commits one atomic batch (across keyspaces) to fjall's journal.
@@ -72,11 +85,14 @@
 //! for queues (enqueue, ack, register, sweep: seq allocation and dedupe checks stay race-free),
 //! one for keys (a one-time prekey is handed out at most once), one for codes, one for
 //! accounts and one for groups (records and invites, group messages and their dedupe checks,
-//! receipts, group sweeps). Held together, they are taken in the order accounts, keys, groups,
+//! receipts, group sweeps). Two more guard the business keyspaces, each never held with
+//! another: one for record writes, one for business queue appends and the unique-key sweep.
+//! Held together, they are taken in the order accounts, keys, groups,
 //! queues (a group message holds groups, then queues). Entries enqueued for a device after a re-registration removed it stay orphaned
 //! (device ids are never reused) until they expire and are swept.
 
 mod accounts;
+mod business;
 mod codec;
 mod committer;
 mod device_cache;

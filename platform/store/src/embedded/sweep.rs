@@ -9,7 +9,7 @@ use std::ops::Bound;
 use fjall::Keyspace;
 
 use super::codec::{
-    decode_dedupe, decode_group_dedupe, decode_group_receipt, entry_expires_at,
+    decode_dedupe, decode_group_dedupe, decode_group_receipt, decode_u64, entry_expires_at,
     group_message_expires_at,
 };
 use super::engine::{Engine, lock};
@@ -24,10 +24,13 @@ pub(super) enum SweepTarget {
     GroupMessages,
     GroupDedupe,
     GroupReceipts,
+    /// Unique keys of business queues, swept by `BusinessStore::sweep_unique` only.
+    BusinessUnique,
 }
 
 impl SweepTarget {
-    /// Every target, in the order a full sweep takes them.
+    /// Every target of [`Store::sweep_expired`](crate::Store::sweep_expired), in the order it
+    /// takes them.
     pub const ALL: [SweepTarget; 5] = [
         SweepTarget::Queue,
         SweepTarget::Dedupe,
@@ -44,6 +47,7 @@ impl SweepTarget {
             SweepTarget::GroupMessages => group_message_expires_at(value),
             SweepTarget::GroupDedupe => decode_group_dedupe(value).map(|(_, at)| at),
             SweepTarget::GroupReceipts => decode_group_receipt(value).map(|t| t.expires_at),
+            SweepTarget::BusinessUnique => decode_u64("business_unique", value),
         }
     }
 }
@@ -62,6 +66,7 @@ impl Engine {
             SweepTarget::GroupMessages => &self.ks.group_messages,
             SweepTarget::GroupDedupe => &self.ks.group_dedupe,
             SweepTarget::GroupReceipts => &self.ks.group_receipts,
+            SweepTarget::BusinessUnique => &self.ks.business_unique,
         }
     }
 
@@ -102,7 +107,8 @@ impl Engine {
 
     /// Removes the records of `keys` that still exist and are still expired at `now`; returns
     /// how many it removed. Re-checked under the lock of the keyspace's writers (queues for
-    /// `queue` and `dedupe`, groups for the group keyspaces), so a record rewritten since the
+    /// `queue` and `dedupe`, groups for the group keyspaces, business queues for
+    /// `business_unique`), so a record rewritten since the
     /// scan, or an entry ack removed, is neither deleted nor counted.
     pub fn remove_expired(
         &self,
@@ -116,6 +122,7 @@ impl Engine {
             SweepTarget::GroupMessages | SweepTarget::GroupDedupe | SweepTarget::GroupReceipts => {
                 lock(&self.locks.groups)
             }
+            SweepTarget::BusinessUnique => lock(&self.locks.business_queues),
         };
         let mut batch = self.batch();
         let mut removed = 0;
@@ -130,7 +137,8 @@ impl Engine {
                 // Queue keys are written exactly once (seqs are never reused): weak tombstones.
                 SweepTarget::Queue => batch.remove_weak(keyspace, key),
                 // The others may be written again under the same key (a dedupe record after
-                // expiry, a receipt on every update, a message seq after its group emptied).
+                // expiry, a receipt on every update, a message seq after its group emptied, a
+                // unique key appended again).
                 _ => batch.remove(keyspace, key),
             }
             removed += 1;

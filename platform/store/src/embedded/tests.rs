@@ -10,7 +10,11 @@ use courier_protocol::{DeviceAddress, GroupId, PhoneNumber, UserId};
 use tempfile::TempDir;
 
 use super::{Durability, EmbeddedStore};
+use crate::conformance::business::{
+    BusinessBeforeReopen, check_business_after_reopen, write_business_before_reopen,
+};
 use crate::conformance::{BeforeReopen, T0, check_after_reopen, write_before_reopen};
+// `BusinessStore` stays unimported: its `read_queue` would make `Store`'s ambiguous here.
 use crate::{Account, Device, EnqueueOutcome, GroupEnqueueOutcome, NewEntry, Registration, Store};
 
 async fn fresh(durability: Durability) -> (Arc<dyn Store>, TempDir) {
@@ -33,6 +37,28 @@ mod process {
 
 mod sync {
     crate::conformance_tests!(super::sync_store);
+}
+
+async fn fresh_business(durability: Durability) -> (Arc<dyn crate::BusinessStore>, TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EmbeddedStore::open(dir.path(), durability).expect("open");
+    (Arc::new(store), dir)
+}
+
+async fn business_process_store() -> (Arc<dyn crate::BusinessStore>, TempDir) {
+    fresh_business(Durability::Process).await
+}
+
+async fn business_sync_store() -> (Arc<dyn crate::BusinessStore>, TempDir) {
+    fresh_business(Durability::Sync).await
+}
+
+mod business_process {
+    crate::business_conformance_tests!(super::business_process_store);
+}
+
+mod business_sync {
+    crate::business_conformance_tests!(super::business_sync_store);
 }
 
 const BOTH: [Durability; 2] = [Durability::Process, Durability::Sync];
@@ -78,6 +104,18 @@ async fn everything_survives_drop_and_reopen() {
         drop(store); // no explicit flush
         let store = EmbeddedStore::open(dir.path(), durability).unwrap();
         check_after_reopen(&store, &before).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn business_data_survives_drop_and_reopen() {
+    for durability in BOTH {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), durability).unwrap();
+        let before = write_business_before_reopen(&store).await;
+        drop(store); // no explicit flush
+        let store = EmbeddedStore::open(dir.path(), durability).unwrap();
+        check_business_after_reopen(&store, &before).await;
     }
 }
 
@@ -272,6 +310,7 @@ fn child_writes_then_is_killed() {
     runtime.block_on(async {
         let store = Arc::new(EmbeddedStore::open(Path::new(&dir), durability).unwrap());
         let before = write_before_reopen(&*store).await;
+        let business = write_business_before_reopen(&*store).await;
         let bulk = store
             .register(
                 &PhoneNumber::parse(BULK_PHONE).unwrap(),
@@ -303,6 +342,7 @@ fn child_writes_then_is_killed() {
             &before.registration.account,
             &before.registration.device,
             before.sender,
+            business,
         );
         println!("WROTE {}", serde_json::to_string(&wrote).unwrap());
         let pid = std::process::id().to_string();
@@ -344,8 +384,12 @@ fn acknowledged_writes_survive_kill_9() {
             .lines()
             .find_map(|line| line.split_once("WROTE ").map(|(_, wrote)| wrote))
             .unwrap_or_else(|| panic!("{durability}: no WROTE line in\n{stdout}\n{stderr}"));
-        let (account, device, sender): (Account, Device, DeviceAddress) =
-            serde_json::from_str(wrote).unwrap();
+        let (account, device, sender, business): (
+            Account,
+            Device,
+            DeviceAddress,
+            BusinessBeforeReopen,
+        ) = serde_json::from_str(wrote).unwrap();
         let before = BeforeReopen {
             phone: account.phone.clone(),
             registration: Registration {
@@ -359,6 +403,7 @@ fn acknowledged_writes_survive_kill_9() {
         runtime.block_on(async {
             let store = EmbeddedStore::open(dir.path(), durability).unwrap();
             check_after_reopen(&store, &before).await;
+            check_business_after_reopen(&store, &business).await;
             let bulk = store
                 .account_by_phone(&PhoneNumber::parse(BULK_PHONE).unwrap())
                 .await

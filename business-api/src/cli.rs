@@ -14,7 +14,11 @@ use crate::clock::SystemClock;
 use crate::device::register::Platform;
 
 #[derive(Parser)]
-#[command(name = "courier-business", version, about = "The Courier business API (WhatsApp Cloud API compatible)")]
+#[command(
+    name = "courier-business",
+    version,
+    about = "The Courier business API (WhatsApp Cloud API compatible)"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -35,7 +39,11 @@ enum Command {
     /// Operator commands against a running business API.
     Admin {
         /// The business API's base URL.
-        #[arg(long, env = "COURIER_BUSINESS_URL", default_value = "http://127.0.0.1:8090")]
+        #[arg(
+            long,
+            env = "COURIER_BUSINESS_URL",
+            default_value = "http://127.0.0.1:8090"
+        )]
         url: String,
         /// The admin token; by default read from `<data-dir>/business-admin.token`.
         #[arg(long, env = "COURIER_BUSINESS_ADMIN_TOKEN")]
@@ -86,20 +94,38 @@ enum AdminCommand {
     /// List webhooks given up on.
     DeadLetters,
     /// Show one dead letter with its payload.
-    DeadLetter { number: String, app: String, seq: u64 },
+    DeadLetter {
+        number: String,
+        app: String,
+        seq: u64,
+    },
     /// Put a dead letter back into delivery.
-    Replay { number: String, app: String, seq: u64 },
+    Replay {
+        number: String,
+        app: String,
+        seq: u64,
+    },
 }
 
 pub async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.command {
         Command::Serve { config, data_dir } => serve(config, data_dir).await,
-        Command::Admin { url, token, data_dir, command } => {
+        Command::Admin {
+            url,
+            token,
+            data_dir,
+            command,
+        } => {
             let token = match token {
                 Some(token) => token,
                 None => std::fs::read_to_string(data_dir.join("business-admin.token"))
-                    .with_context(|| format!("no --token and no {}/business-admin.token", data_dir.display()))?
+                    .with_context(|| {
+                        format!(
+                            "no --token and no {}/business-admin.token",
+                            data_dir.display()
+                        )
+                    })?
                     .trim()
                     .to_owned(),
             };
@@ -113,49 +139,83 @@ pub async fn main() -> anyhow::Result<()> {
 async fn admin(url: &str, token: &str, command: AdminCommand) -> anyhow::Result<Value> {
     use reqwest::Method;
     let (method, path, body) = match command {
-        AdminCommand::CreateBusiness { name, review_templates } => (
+        AdminCommand::CreateBusiness {
+            name,
+            review_templates,
+        } => (
             Method::POST,
             "/businesses".to_owned(),
             Some(json!({ "name": name, "auto_approve_templates": !review_templates })),
         ),
         AdminCommand::Businesses => (Method::GET, "/businesses".to_owned(), None),
-        AdminCommand::AddNumber { business, phone, name, code } => (
+        AdminCommand::AddNumber {
+            business,
+            phone,
+            name,
+            code,
+        } => (
             Method::POST,
             format!("/businesses/{business}/phone_numbers"),
             Some(json!({ "phone": phone, "verified_name": name, "code": code })),
         ),
-        AdminCommand::CreateToken { business, name, expires_in_secs } => (
+        AdminCommand::CreateToken {
+            business,
+            name,
+            expires_in_secs,
+        } => (
             Method::POST,
             format!("/businesses/{business}/tokens"),
             Some(json!({ "name": name, "expires_in_secs": expires_in_secs })),
         ),
-        AdminCommand::Tokens { business } => (Method::GET, format!("/businesses/{business}/tokens"), None),
-        AdminCommand::RevokeToken { business, token_id } => {
-            (Method::DELETE, format!("/businesses/{business}/tokens/{token_id}"), None)
+        AdminCommand::Tokens { business } => {
+            (Method::GET, format!("/businesses/{business}/tokens"), None)
         }
-        AdminCommand::TemplateStatus { template_id, status } => (
+        AdminCommand::RevokeToken { business, token_id } => (
+            Method::DELETE,
+            format!("/businesses/{business}/tokens/{token_id}"),
+            None,
+        ),
+        AdminCommand::TemplateStatus {
+            template_id,
+            status,
+        } => (
             Method::POST,
             format!("/templates/{template_id}/status"),
             Some(json!({ "status": status.to_ascii_uppercase() })),
         ),
         AdminCommand::DeadLetters => (Method::GET, "/dead-letters".to_owned(), None),
-        AdminCommand::DeadLetter { number, app, seq } => (Method::GET, format!("/dead-letters/{number}/{app}/{seq}"), None),
-        AdminCommand::Replay { number, app, seq } => {
-            (Method::POST, format!("/dead-letters/{number}/{app}/{seq}/replay"), None)
-        }
+        AdminCommand::DeadLetter { number, app, seq } => (
+            Method::GET,
+            format!("/dead-letters/{number}/{app}/{seq}"),
+            None,
+        ),
+        AdminCommand::Replay { number, app, seq } => (
+            Method::POST,
+            format!("/dead-letters/{number}/{app}/{seq}/replay"),
+            None,
+        ),
     };
     let http = reqwest::Client::new();
     let mut request = http
-        .request(method, format!("{}/admin/v1{path}", url.trim_end_matches('/')))
+        .request(
+            method,
+            format!("{}/admin/v1{path}", url.trim_end_matches('/')),
+        )
         .bearer_auth(token);
     if let Some(body) = body {
         request = request.json(&body);
     }
-    let response = request.send().await.with_context(|| format!("cannot reach {url}"))?;
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
     let status = response.status();
     let answer: Value = response.json().await.context("the answer is not JSON")?;
     if !status.is_success() {
-        bail!("{status}: {}", answer["error"]["message"].as_str().unwrap_or("error"));
+        bail!(
+            "{status}: {}",
+            answer["error"]["message"].as_str().unwrap_or("error")
+        );
     }
     Ok(answer)
 }
@@ -179,7 +239,8 @@ async fn serve(config_file: Option<PathBuf>, data_dir: PathBuf) -> anyhow::Resul
     if config.platform_url.is_empty() {
         bail!("platform_url is required when the business API runs on its own");
     }
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let store = courier_store::embedded::EmbeddedStore::open(
         &data_dir.join("store"),
         courier_store::embedded::Durability::Process,
@@ -194,7 +255,9 @@ async fn serve(config_file: Option<PathBuf>, data_dir: PathBuf) -> anyhow::Resul
         data_dir,
     };
     let running = crate::start(config, deps).await?;
-    tokio::signal::ctrl_c().await.context("cannot listen for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot listen for Ctrl-C")?;
     running.shutdown().await;
     Ok(())
 }

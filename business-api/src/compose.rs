@@ -16,7 +16,9 @@ use crate::repo::model::{self, TemplateStatus};
 fn check_len(what: &str, text: &str, max: usize) -> BusinessResult<()> {
     let chars = text.chars().count();
     if chars > max {
-        return Err(invalid(format!("{what} is {chars} characters; at most {max}")));
+        return Err(invalid(format!(
+            "{what} is {chars} characters; at most {max}"
+        )));
     }
     Ok(())
 }
@@ -52,7 +54,9 @@ pub fn compose(
                 return Err(invalid("reaction.message_id must not be empty"));
             }
             if reaction.emoji.chars().count() > 8 {
-                return Err(invalid("reaction.emoji must be one emoji (or empty to remove)"));
+                return Err(invalid(
+                    "reaction.emoji must be one emoji (or empty to remove)",
+                ));
             }
             content::Body::Reaction(Reaction {
                 message_id: reaction.message_id.clone(),
@@ -117,13 +121,19 @@ fn interactive_body(param: &InteractiveParam) -> BusinessResult<Interactive> {
     };
     let body = required(&param.body, "interactive.body")?.text.clone();
     check_len("interactive.body.text", &body, 1024)?;
-    let footer = param.footer.as_ref().map(|f| f.text.clone()).unwrap_or_default();
+    let footer = param
+        .footer
+        .as_ref()
+        .map(|f| f.text.clone())
+        .unwrap_or_default();
     check_len("interactive.footer.text", &footer, 60)?;
     let action = match param.kind.as_str() {
         "button" => {
             let buttons = required(&param.action.buttons, "interactive.action.buttons")?;
             if buttons.is_empty() || buttons.len() > 3 {
-                return Err(invalid("interactive.action.buttons must hold 1 to 3 buttons"));
+                return Err(invalid(
+                    "interactive.action.buttons must hold 1 to 3 buttons",
+                ));
             }
             let mut out = Vec::with_capacity(buttons.len());
             for (i, b) in buttons.iter().enumerate() {
@@ -150,14 +160,18 @@ fn interactive_body(param: &InteractiveParam) -> BusinessResult<Interactive> {
             check_len("interactive.action.button", button, 20)?;
             let sections = required(&param.action.sections, "interactive.action.sections")?;
             if sections.is_empty() || sections.len() > 10 {
-                return Err(invalid("interactive.action.sections must hold 1 to 10 sections"));
+                return Err(invalid(
+                    "interactive.action.sections must hold 1 to 10 sections",
+                ));
             }
             let rows: usize = sections.iter().map(|s| s.rows.len()).sum();
             if rows == 0 || rows > 10 {
                 return Err(invalid("a list holds 1 to 10 rows in all"));
             }
             if sections.len() > 1 && sections.iter().any(|s| s.title.is_none()) {
-                return Err(invalid("every section needs a title when there are several"));
+                return Err(invalid(
+                    "every section needs a title when there are several",
+                ));
             }
             let mut ids = std::collections::HashSet::new();
             let mut out = Vec::new();
@@ -217,7 +231,10 @@ fn render_template(param: &TemplateParam, stored: &model::Template) -> BusinessR
         status => {
             return Err(BusinessError::Template {
                 code: 132001,
-                message: format!("template {} is not approved (status {status:?})", stored.name),
+                message: format!(
+                    "template {} is not approved (status {status:?})",
+                    stored.name
+                ),
             });
         }
     }
@@ -234,11 +251,17 @@ fn render_template(param: &TemplateParam, stored: &model::Template) -> BusinessR
     };
     let mut quick_replies = 0usize;
     for component in &stored.components {
-        let kind = component["type"].as_str().unwrap_or_default().to_ascii_uppercase();
+        let kind = component["type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
         let text = component["text"].as_str().unwrap_or_default();
         match kind.as_str() {
             "HEADER" => {
-                if component["format"].as_str().is_some_and(|f| !f.eq_ignore_ascii_case("TEXT")) {
+                if component["format"]
+                    .as_str()
+                    .is_some_and(|f| !f.eq_ignore_ascii_case("TEXT"))
+                {
                     return Err(BusinessError::Unsupported(
                         "templates with media headers need the media service".into(),
                     ));
@@ -250,7 +273,10 @@ fn render_template(param: &TemplateParam, stored: &model::Template) -> BusinessR
             "BUTTONS" => {
                 for button in component["buttons"].as_array().into_iter().flatten() {
                     let title = button["text"].as_str().unwrap_or_default().to_owned();
-                    if button["type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case("QUICK_REPLY")) {
+                    if button["type"]
+                        .as_str()
+                        .is_some_and(|t| t.eq_ignore_ascii_case("QUICK_REPLY"))
+                    {
                         let index = quick_replies;
                         quick_replies += 1;
                         let payload = param
@@ -281,7 +307,9 @@ fn index_of(component: &ComponentParam) -> Option<usize> {
 
 /// Replaces placeholders in `text` with the component's text parameters, checking counts.
 fn fill(text: &str, component: Option<&ComponentParam>, what: &str) -> BusinessResult<String> {
-    let params: Vec<_> = component.map(|c| c.parameters.iter().collect()).unwrap_or_default();
+    let params: Vec<_> = component
+        .map(|c| c.parameters.iter().collect())
+        .unwrap_or_default();
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     let mut used = std::collections::HashSet::new();
@@ -302,13 +330,18 @@ fn fill(text: &str, component: Option<&ComponentParam>, what: &str) -> BusinessR
             code: 132000,
             message: format!("{what} parameter {{{{{name}}}}} has no value"),
         })?;
-        let value = value.text.as_deref().ok_or_else(|| BusinessError::Template {
-            code: 132000,
-            message: format!("{what} parameter {{{{{name}}}}} must be of type text"),
-        })?;
-        check_len(&format!("{what} parameter"), value, 1024).map_err(|_| BusinessError::Template {
-            code: 132005,
-            message: format!("{what} parameter {{{{{name}}}}} is too long"),
+        let value = value
+            .text
+            .as_deref()
+            .ok_or_else(|| BusinessError::Template {
+                code: 132000,
+                message: format!("{what} parameter {{{{{name}}}}} must be of type text"),
+            })?;
+        check_len(&format!("{what} parameter"), value, 1024).map_err(|_| {
+            BusinessError::Template {
+                code: 132005,
+                message: format!("{what} parameter {{{{{name}}}}} is too long"),
+            }
         })?;
         out.push_str(value);
         used.insert(name.to_owned());

@@ -120,7 +120,13 @@ pub struct ErrorData {
 }
 
 impl GraphError {
-    fn new(status: StatusCode, code: u32, kind: &'static str, message: &str, details: String) -> Self {
+    fn new(
+        status: StatusCode,
+        code: u32,
+        kind: &'static str,
+        message: &str,
+        details: String,
+    ) -> Self {
         GraphError {
             status,
             retry_after_secs: None,
@@ -164,9 +170,13 @@ impl From<&BusinessError> for GraphError {
         use BusinessError::*;
         let bad = StatusCode::BAD_REQUEST;
         match error {
-            Invalid(details) => {
-                GraphError::new(bad, 100, "OAuthException", "(#100) Invalid parameter", details.clone())
-            }
+            Invalid(details) => GraphError::new(
+                bad,
+                100,
+                "OAuthException",
+                "(#100) Invalid parameter",
+                details.clone(),
+            ),
             UnknownObject(id) => {
                 let mut e = GraphError::new(
                     bad,
@@ -222,7 +232,9 @@ impl From<&BusinessError> for GraphError {
                 bad,
                 2200,
                 "OAuthException",
-                &format!("(#2200) Callback verification failed with the following errors: {details}"),
+                &format!(
+                    "(#2200) Callback verification failed with the following errors: {details}"
+                ),
                 details.clone(),
             ),
             Unavailable(details) => coded(StatusCode::SERVICE_UNAVAILABLE, 131016, details),

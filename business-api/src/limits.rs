@@ -112,8 +112,7 @@ impl NumberLimits {
             state.number = Some(number);
             return Err(BusinessError::RateLimited {
                 code: 131056,
-                message: "too many messages to this recipient in a short time; retry later"
-                    .into(),
+                message: "too many messages to this recipient in a short time; retry later".into(),
                 retry_after_secs: wait,
             });
         }
@@ -143,7 +142,10 @@ mod tests {
             limits.admit(&format!("r{i}"), 1_000).unwrap();
         }
         let error = limits.admit("r-next", 1_000).unwrap_err();
-        assert!(matches!(error, BusinessError::RateLimited { code: 130429, .. }));
+        assert!(matches!(
+            error,
+            BusinessError::RateLimited { code: 130429, .. }
+        ));
         // 100 ms later, 8 more tokens.
         for i in 0..8 {
             limits.admit(&format!("s{i}"), 1_100).unwrap();

@@ -61,15 +61,32 @@ impl Metrics {
             h
         };
         Metrics {
-            requests: counter_vec("api_requests_total", "API answers by status class", "status"),
-            accepted: counter("messages_accepted_total", "API messages accepted into the outbox"),
-            sent: counter("messages_sent_total", "outbox messages the platform accepted (sent)"),
+            requests: counter_vec(
+                "api_requests_total",
+                "API answers by status class",
+                "status",
+            ),
+            accepted: counter(
+                "messages_accepted_total",
+                "API messages accepted into the outbox",
+            ),
+            sent: counter(
+                "messages_sent_total",
+                "outbox messages the platform accepted (sent)",
+            ),
             send_latency: histogram(
                 "send_latency_seconds",
                 "from API acceptance to the platform's sent acknowledgement",
             ),
-            inbound: counter("inbound_messages_total", "customer messages turned into webhooks"),
-            statuses: counter_vec("statuses_total", "status webhooks queued by status", "status"),
+            inbound: counter(
+                "inbound_messages_total",
+                "customer messages turned into webhooks",
+            ),
+            statuses: counter_vec(
+                "statuses_total",
+                "status webhooks queued by status",
+                "status",
+            ),
             webhook_attempts: counter_vec(
                 "webhook_attempts_total",
                 "webhook POSTs by result (ok, failed)",

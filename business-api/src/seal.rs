@@ -105,8 +105,9 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> Result<(), BusinessE
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| BusinessError::Config(format!("cannot create {}: {e}", parent.display())))?;
+        std::fs::create_dir_all(parent).map_err(|e| {
+            BusinessError::Config(format!("cannot create {}: {e}", parent.display()))
+        })?;
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)

@@ -101,7 +101,10 @@ fn admin_token(config: &BusinessConfig, data_dir: &std::path::Path) -> BusinessR
             tracing::info!(path = %path.display(), "wrote the business admin token");
             Ok(token)
         }
-        Err(error) => Err(BusinessError::Config(format!("cannot read {}: {error}", path.display()))),
+        Err(error) => Err(BusinessError::Config(format!(
+            "cannot read {}: {error}",
+            path.display()
+        ))),
     }
 }
 
@@ -204,7 +207,11 @@ impl Service {
     }
 
     /// Starts the tasks of a number whose device is `client`.
-    pub async fn run(&self, number: PhoneNumber, client: Client) -> BusinessResult<Arc<NumberRuntime>> {
+    pub async fn run(
+        &self,
+        number: PhoneNumber,
+        client: Client,
+    ) -> BusinessResult<Arc<NumberRuntime>> {
         let id = number.id.clone();
         let runtime = NumberRuntime::new(
             number,

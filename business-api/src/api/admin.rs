@@ -30,7 +30,9 @@ use crate::device::register::register_number;
 use crate::device::state_store::SealedStateStore;
 use crate::error::{BusinessError, BusinessResult};
 use crate::ids;
-use crate::repo::model::{App, Business, PhoneNumber, Template, TemplateStatus, Token, WebhookItem};
+use crate::repo::model::{
+    App, Business, PhoneNumber, Template, TemplateStatus, Token, WebhookItem,
+};
 use crate::repo::tables;
 use crate::service::Service;
 
@@ -38,12 +40,18 @@ pub fn router() -> Router<Arc<Service>> {
     Router::new()
         .route("/businesses", post(create_business).get(list_businesses))
         .route("/businesses/{id}/phone_numbers", post(add_number))
-        .route("/businesses/{id}/tokens", post(create_token).get(list_tokens))
+        .route(
+            "/businesses/{id}/tokens",
+            post(create_token).get(list_tokens),
+        )
         .route("/businesses/{id}/tokens/{token}", delete(revoke_token))
         .route("/templates/{id}/status", post(template_status))
         .route("/dead-letters", get(list_dead))
         .route("/dead-letters/{number}/{app}/{seq}", get(show_dead))
-        .route("/dead-letters/{number}/{app}/{seq}/replay", post(replay_dead))
+        .route(
+            "/dead-letters/{number}/{app}/{seq}/replay",
+            post(replay_dead),
+        )
 }
 
 fn authorize(service: &Service, headers: &HeaderMap) -> BusinessResult<()> {
@@ -53,17 +61,27 @@ fn authorize(service: &Service, headers: &HeaderMap) -> BusinessResult<()> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     if given.is_empty() || !bool::from(given.as_bytes().ct_eq(service.admin_token.as_bytes())) {
-        return Err(BusinessError::Unauthenticated("the admin API needs the business admin token".into()));
+        return Err(BusinessError::Unauthenticated(
+            "the admin API needs the business admin token".into(),
+        ));
     }
     Ok(())
 }
 
-async fn body<T: for<'de> Deserialize<'de>>(service: &Service, request: Request) -> BusinessResult<T> {
+async fn body<T: for<'de> Deserialize<'de>>(
+    service: &Service,
+    request: Request,
+) -> BusinessResult<T> {
     let bytes = axum::body::to_bytes(request.into_body(), service.config.max_body_bytes)
         .await
         .map_err(|_| BusinessError::Invalid("the request body is too large".into()))?;
-    let bytes = if bytes.is_empty() { &b"{}"[..] } else { &bytes[..] };
-    serde_json::from_slice(bytes).map_err(|e| BusinessError::Invalid(format!("the request body is not valid: {e}")))
+    let bytes = if bytes.is_empty() {
+        &b"{}"[..]
+    } else {
+        &bytes[..]
+    };
+    serde_json::from_slice(bytes)
+        .map_err(|e| BusinessError::Invalid(format!("the request body is not valid: {e}")))
 }
 
 fn respond(answer: BusinessResult<Value>) -> Response {
@@ -85,7 +103,11 @@ fn yes() -> bool {
     true
 }
 
-async fn create_business(State(service): State<Arc<Service>>, headers: HeaderMap, request: Request) -> Response {
+async fn create_business(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
     respond(async {
         authorize(&service, &headers)?;
         let new: NewBusiness = body(&service, request).await?;
@@ -146,50 +168,76 @@ struct NewNumber {
     code: Option<String>,
 }
 
-async fn add_number(State(service): State<Arc<Service>>, Path(business_id): Path<String>, headers: HeaderMap, request: Request) -> Response {
-    respond(async {
-        authorize(&service, &headers)?;
-        let new: NewNumber = body(&service, request).await?;
-        service
-            .repo
-            .get::<Business>(&tables::single(tables::BUSINESS, &business_id))
-            .await?
-            .ok_or_else(|| BusinessError::UnknownObject(business_id.clone()))?;
-        let phone = courier_protocol::PhoneNumber::parse(&new.phone)
-            .map_err(|e| BusinessError::Invalid(format!("phone: {e}")))?
-            .to_string();
-        let id = ids::object_id()?;
-        if !service.repo.insert(&tables::single(tables::NUMBER_BY_PHONE, &phone), &id).await? {
-            return Err(BusinessError::Invalid(format!("{phone} is already a business number here")));
-        }
-        let registered = async {
-            let state = std::sync::Arc::new(SealedStateStore::new(service.repo.clone(), &id));
-            register_number(&service.platform, &phone, new.code.as_deref(), state).await
-        }
-        .await;
-        let client = match registered {
-            Ok(client) => client,
-            Err(error) => {
-                // The claim goes with the failed registration, so the number can be tried again.
-                service.repo.delete(&tables::single(tables::NUMBER_BY_PHONE, &phone)).await?;
-                return Err(error);
+async fn add_number(
+    State(service): State<Arc<Service>>,
+    Path(business_id): Path<String>,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
+    respond(
+        async {
+            authorize(&service, &headers)?;
+            let new: NewNumber = body(&service, request).await?;
+            service
+                .repo
+                .get::<Business>(&tables::single(tables::BUSINESS, &business_id))
+                .await?
+                .ok_or_else(|| BusinessError::UnknownObject(business_id.clone()))?;
+            let phone = courier_protocol::PhoneNumber::parse(&new.phone)
+                .map_err(|e| BusinessError::Invalid(format!("phone: {e}")))?
+                .to_string();
+            let id = ids::object_id()?;
+            if !service
+                .repo
+                .insert(&tables::single(tables::NUMBER_BY_PHONE, &phone), &id)
+                .await?
+            {
+                return Err(BusinessError::Invalid(format!(
+                    "{phone} is already a business number here"
+                )));
             }
-        };
-        let number = PhoneNumber {
-            id: id.clone(),
-            business_id: business_id.clone(),
-            phone: phone.clone(),
-            verified_name: new.verified_name,
-            user_id: client.user_id().to_string(),
-            created_ms: service.clock.now_ms(),
-            profile: Default::default(),
-        };
-        service.repo.put(&tables::single(tables::NUMBER, &id), &number).await?;
-        service.repo.put(&RecordKey::new(tables::NUMBERS_OF, &business_id, &id), &()).await?;
-        service.repo.put(&RecordKey::new(tables::ALL, "numbers", &id), &()).await?;
-        service.run(number.clone(), client).await?;
-        Ok(json!({ "id": id, "phone": phone, "user_id": number.user_id }))
-    }.await)
+            let registered = async {
+                let state = std::sync::Arc::new(SealedStateStore::new(service.repo.clone(), &id));
+                register_number(&service.platform, &phone, new.code.as_deref(), state).await
+            }
+            .await;
+            let client = match registered {
+                Ok(client) => client,
+                Err(error) => {
+                    // The claim goes with the failed registration, so the number can be tried again.
+                    service
+                        .repo
+                        .delete(&tables::single(tables::NUMBER_BY_PHONE, &phone))
+                        .await?;
+                    return Err(error);
+                }
+            };
+            let number = PhoneNumber {
+                id: id.clone(),
+                business_id: business_id.clone(),
+                phone: phone.clone(),
+                verified_name: new.verified_name,
+                user_id: client.user_id().to_string(),
+                created_ms: service.clock.now_ms(),
+                profile: Default::default(),
+            };
+            service
+                .repo
+                .put(&tables::single(tables::NUMBER, &id), &number)
+                .await?;
+            service
+                .repo
+                .put(&RecordKey::new(tables::NUMBERS_OF, &business_id, &id), &())
+                .await?;
+            service
+                .repo
+                .put(&RecordKey::new(tables::ALL, "numbers", &id), &())
+                .await?;
+            service.run(number.clone(), client).await?;
+            Ok(json!({ "id": id, "phone": phone, "user_id": number.user_id }))
+        }
+        .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -200,29 +248,46 @@ struct NewToken {
     expires_in_secs: Option<u64>,
 }
 
-async fn create_token(State(service): State<Arc<Service>>, Path(business_id): Path<String>, headers: HeaderMap, request: Request) -> Response {
-    respond(async {
-        authorize(&service, &headers)?;
-        let new: NewToken = body(&service, request).await?;
-        service
-            .repo
-            .get::<Business>(&tables::single(tables::BUSINESS, &business_id))
-            .await?
-            .ok_or_else(|| BusinessError::UnknownObject(business_id.clone()))?;
-        let (token, hash) = ids::access_token()?;
-        let now = service.clock.now_ms();
-        let record = Token {
-            id: ids::object_id()?,
-            business_id: business_id.clone(),
-            name: new.name,
-            created_ms: now,
-            expires_ms: new.expires_in_secs.map(|s| now + s * 1000),
-            revoked_ms: None,
-        };
-        service.repo.put(&tables::single(tables::TOKEN, &hash), &record).await?;
-        service.repo.put(&RecordKey::new(tables::TOKENS_OF, &business_id, &record.id), &hash).await?;
-        Ok(json!({ "id": record.id, "access_token": token, "business_id": business_id }))
-    }.await)
+async fn create_token(
+    State(service): State<Arc<Service>>,
+    Path(business_id): Path<String>,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
+    respond(
+        async {
+            authorize(&service, &headers)?;
+            let new: NewToken = body(&service, request).await?;
+            service
+                .repo
+                .get::<Business>(&tables::single(tables::BUSINESS, &business_id))
+                .await?
+                .ok_or_else(|| BusinessError::UnknownObject(business_id.clone()))?;
+            let (token, hash) = ids::access_token()?;
+            let now = service.clock.now_ms();
+            let record = Token {
+                id: ids::object_id()?,
+                business_id: business_id.clone(),
+                name: new.name,
+                created_ms: now,
+                expires_ms: new.expires_in_secs.map(|s| now + s * 1000),
+                revoked_ms: None,
+            };
+            service
+                .repo
+                .put(&tables::single(tables::TOKEN, &hash), &record)
+                .await?;
+            service
+                .repo
+                .put(
+                    &RecordKey::new(tables::TOKENS_OF, &business_id, &record.id),
+                    &hash,
+                )
+                .await?;
+            Ok(json!({ "id": record.id, "access_token": token, "business_id": business_id }))
+        }
+        .await,
+    )
 }
 
 fn describe_token(token: &Token) -> Value {
@@ -232,33 +297,59 @@ fn describe_token(token: &Token) -> Value {
     })
 }
 
-async fn list_tokens(State(service): State<Arc<Service>>, Path(business_id): Path<String>, headers: HeaderMap) -> Response {
-    respond(async {
-        authorize(&service, &headers)?;
-        let mut data = Vec::new();
-        for (_, hash) in service.repo.list::<String>(tables::TOKENS_OF, &business_id).await? {
-            if let Some(token) = service.repo.get::<Token>(&tables::single(tables::TOKEN, &hash)).await? {
-                data.push(describe_token(&token));
+async fn list_tokens(
+    State(service): State<Arc<Service>>,
+    Path(business_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    respond(
+        async {
+            authorize(&service, &headers)?;
+            let mut data = Vec::new();
+            for (_, hash) in service
+                .repo
+                .list::<String>(tables::TOKENS_OF, &business_id)
+                .await?
+            {
+                if let Some(token) = service
+                    .repo
+                    .get::<Token>(&tables::single(tables::TOKEN, &hash))
+                    .await?
+                {
+                    data.push(describe_token(&token));
+                }
             }
+            Ok(json!({ "data": data }))
         }
-        Ok(json!({ "data": data }))
-    }.await)
+        .await,
+    )
 }
 
-async fn revoke_token(State(service): State<Arc<Service>>, Path((business_id, token_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
-    respond(async {
-        authorize(&service, &headers)?;
-        let hash: String = service
-            .repo
-            .get(&RecordKey::new(tables::TOKENS_OF, &business_id, &token_id))
-            .await?
-            .ok_or_else(|| BusinessError::UnknownObject(token_id.clone()))?;
-        let key = tables::single(tables::TOKEN, &hash);
-        let mut token: Token = service.repo.get(&key).await?.ok_or_else(|| BusinessError::UnknownObject(token_id.clone()))?;
-        token.revoked_ms.get_or_insert(service.clock.now_ms());
-        service.repo.put(&key, &token).await?;
-        Ok(describe_token(&token))
-    }.await)
+async fn revoke_token(
+    State(service): State<Arc<Service>>,
+    Path((business_id, token_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    respond(
+        async {
+            authorize(&service, &headers)?;
+            let hash: String = service
+                .repo
+                .get(&RecordKey::new(tables::TOKENS_OF, &business_id, &token_id))
+                .await?
+                .ok_or_else(|| BusinessError::UnknownObject(token_id.clone()))?;
+            let key = tables::single(tables::TOKEN, &hash);
+            let mut token: Token = service
+                .repo
+                .get(&key)
+                .await?
+                .ok_or_else(|| BusinessError::UnknownObject(token_id.clone()))?;
+            token.revoked_ms.get_or_insert(service.clock.now_ms());
+            service.repo.put(&key, &token).await?;
+            Ok(describe_token(&token))
+        }
+        .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -267,34 +358,58 @@ struct NewStatus {
     status: TemplateStatus,
 }
 
-async fn template_status(State(service): State<Arc<Service>>, Path(id): Path<String>, headers: HeaderMap, request: Request) -> Response {
-    respond(async {
-        authorize(&service, &headers)?;
-        let new: NewStatus = body(&service, request).await?;
-        let (business_id, key): (String, String) = service
-            .repo
-            .get(&tables::single(tables::TEMPLATE_BY_ID, &id))
-            .await?
-            .ok_or_else(|| BusinessError::UnknownObject(id.clone()))?;
-        let key = RecordKey::new(tables::TEMPLATE, &business_id, key);
-        let mut template: Template = service.repo.get(&key).await?.ok_or_else(|| BusinessError::UnknownObject(id.clone()))?;
-        template.status = new.status;
-        service.repo.put(&key, &template).await?;
-        Ok(json!({ "id": id, "status": template.status }))
-    }.await)
+async fn template_status(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
+    respond(
+        async {
+            authorize(&service, &headers)?;
+            let new: NewStatus = body(&service, request).await?;
+            let (business_id, key): (String, String) = service
+                .repo
+                .get(&tables::single(tables::TEMPLATE_BY_ID, &id))
+                .await?
+                .ok_or_else(|| BusinessError::UnknownObject(id.clone()))?;
+            let key = RecordKey::new(tables::TEMPLATE, &business_id, key);
+            let mut template: Template = service
+                .repo
+                .get(&key)
+                .await?
+                .ok_or_else(|| BusinessError::UnknownObject(id.clone()))?;
+            template.status = new.status;
+            service.repo.put(&key, &template).await?;
+            Ok(json!({ "id": id, "status": template.status }))
+        }
+        .await,
+    )
 }
 
 /// Every (number, app) pair that may have dead letters.
 async fn queues(service: &Service) -> BusinessResult<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (number_id, ()) in service.repo.list::<()>(tables::ALL, "numbers").await? {
-        let Some(number) = service.repo.get::<PhoneNumber>(&tables::single(tables::NUMBER, &number_id)).await? else {
+        let Some(number) = service
+            .repo
+            .get::<PhoneNumber>(&tables::single(tables::NUMBER, &number_id))
+            .await?
+        else {
             continue;
         };
-        let Some(business) = service.repo.get::<Business>(&tables::single(tables::BUSINESS, &number.business_id)).await? else {
+        let Some(business) = service
+            .repo
+            .get::<Business>(&tables::single(tables::BUSINESS, &number.business_id))
+            .await?
+        else {
             continue;
         };
-        let mut apps: Vec<String> = business.subscribed_apps.into_iter().map(|s| s.app_id).collect();
+        let mut apps: Vec<String> = business
+            .subscribed_apps
+            .into_iter()
+            .map(|s| s.app_id)
+            .collect();
         if !apps.contains(&business.app_id) {
             apps.push(business.app_id);
         }
@@ -311,18 +426,33 @@ fn summary(number: &str, app: &str, seq: u64, item: &WebhookItem) -> Value {
 }
 
 async fn list_dead(State(service): State<Arc<Service>>, headers: HeaderMap) -> Response {
-    respond(async {
-        authorize(&service, &headers)?;
-        let mut data = Vec::new();
-        for (number, app) in queues(&service).await? {
-            let items: Vec<(u64, WebhookItem)> = service.repo.read_queue(&tables::dead_letters(&number, &app), 0, 10_000).await?;
-            data.extend(items.iter().map(|(seq, item)| summary(&number, &app, *seq, item)));
+    respond(
+        async {
+            authorize(&service, &headers)?;
+            let mut data = Vec::new();
+            for (number, app) in queues(&service).await? {
+                let items: Vec<(u64, WebhookItem)> = service
+                    .repo
+                    .read_queue(&tables::dead_letters(&number, &app), 0, 10_000)
+                    .await?;
+                data.extend(
+                    items
+                        .iter()
+                        .map(|(seq, item)| summary(&number, &app, *seq, item)),
+                );
+            }
+            Ok(json!({ "data": data }))
         }
-        Ok(json!({ "data": data }))
-    }.await)
+        .await,
+    )
 }
 
-async fn find_dead(service: &Service, number: &str, app: &str, seq: u64) -> BusinessResult<WebhookItem> {
+async fn find_dead(
+    service: &Service,
+    number: &str,
+    app: &str,
+    seq: u64,
+) -> BusinessResult<WebhookItem> {
     let items: Vec<(u64, WebhookItem)> = service
         .repo
         .read_queue(&tables::dead_letters(number, app), seq.saturating_sub(1), 1)
@@ -334,30 +464,50 @@ async fn find_dead(service: &Service, number: &str, app: &str, seq: u64) -> Busi
         .ok_or_else(|| BusinessError::UnknownObject(format!("dead letter {number}/{app}/{seq}")))
 }
 
-async fn show_dead(State(service): State<Arc<Service>>, Path((number, app, seq)): Path<(String, String, u64)>, headers: HeaderMap) -> Response {
-    respond(async {
-        authorize(&service, &headers)?;
-        let item = find_dead(&service, &number, &app, seq).await?;
-        let mut out = summary(&number, &app, seq, &item);
-        out["payload"] = crate::webhooks::payload::envelope(&item.business_id, &item.value);
-        Ok(out)
-    }.await)
+async fn show_dead(
+    State(service): State<Arc<Service>>,
+    Path((number, app, seq)): Path<(String, String, u64)>,
+    headers: HeaderMap,
+) -> Response {
+    respond(
+        async {
+            authorize(&service, &headers)?;
+            let item = find_dead(&service, &number, &app, seq).await?;
+            let mut out = summary(&number, &app, seq, &item);
+            out["payload"] = crate::webhooks::payload::envelope(&item.business_id, &item.value);
+            Ok(out)
+        }
+        .await,
+    )
 }
 
-async fn replay_dead(State(service): State<Arc<Service>>, Path((number, app, seq)): Path<(String, String, u64)>, headers: HeaderMap) -> Response {
-    respond(async {
-        authorize(&service, &headers)?;
-        let mut item = find_dead(&service, &number, &app, seq).await?;
-        let now = service.clock.now_ms();
-        // A replay starts a fresh retry period.
-        item.created_ms = now;
-        item.attempts = 0;
-        item.last_error = None;
-        service.repo.append(&tables::webhooks(&number, &app), &[(item, None)], now).await?;
-        service.repo.remove(&tables::dead_letters(&number, &app), &[seq]).await?;
-        if let Some(runtime) = service.runtime(&number) {
-            runtime.hooks.waker(&app).notify_one();
+async fn replay_dead(
+    State(service): State<Arc<Service>>,
+    Path((number, app, seq)): Path<(String, String, u64)>,
+    headers: HeaderMap,
+) -> Response {
+    respond(
+        async {
+            authorize(&service, &headers)?;
+            let mut item = find_dead(&service, &number, &app, seq).await?;
+            let now = service.clock.now_ms();
+            // A replay starts a fresh retry period.
+            item.created_ms = now;
+            item.attempts = 0;
+            item.last_error = None;
+            service
+                .repo
+                .append(&tables::webhooks(&number, &app), &[(item, None)], now)
+                .await?;
+            service
+                .repo
+                .remove(&tables::dead_letters(&number, &app), &[seq])
+                .await?;
+            if let Some(runtime) = service.runtime(&number) {
+                runtime.hooks.waker(&app).notify_one();
+            }
+            Ok(json!({ "success": true }))
         }
-        Ok(json!({ "success": true }))
-    }.await)
+        .await,
+    )
 }

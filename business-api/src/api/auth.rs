@@ -15,7 +15,10 @@ use crate::service::Service;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Caller {
     /// A system-user token of this business.
-    Business { business_id: String, token_id: String },
+    Business {
+        business_id: String,
+        token_id: String,
+    },
     /// An app token.
     App { app_id: String },
 }
@@ -49,17 +52,25 @@ fn bearer(headers: &HeaderMap, query_token: Option<&str>) -> BusinessResult<Stri
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("OAuth "))
-            .ok_or_else(|| BusinessError::Unauthenticated("the Authorization header must be Bearer".into()))?;
+            .ok_or_else(|| {
+                BusinessError::Unauthenticated("the Authorization header must be Bearer".into())
+            })?;
         return Ok(token.trim().to_owned());
     }
     match query_token {
         Some(token) if !token.is_empty() => Ok(token.to_owned()),
-        _ => Err(BusinessError::Unauthenticated("An access token is required to request this resource.".into())),
+        _ => Err(BusinessError::Unauthenticated(
+            "An access token is required to request this resource.".into(),
+        )),
     }
 }
 
 impl Service {
-    pub async fn authenticate(&self, headers: &HeaderMap, query_token: Option<&str>) -> BusinessResult<Caller> {
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        query_token: Option<&str>,
+    ) -> BusinessResult<Caller> {
         let token = bearer(headers, query_token)?;
         if let Some((app_id, secret)) = token.split_once('|') {
             let app: Option<App> = self.repo.get(&tables::single(tables::APP, app_id)).await?;
@@ -67,7 +78,9 @@ impl Service {
                 Some(app) if bool::from(app.secret.as_bytes().ct_eq(secret.as_bytes())) => {
                     Ok(Caller::App { app_id: app.id })
                 }
-                _ => Err(BusinessError::Unauthenticated("invalid app access token".into())),
+                _ => Err(BusinessError::Unauthenticated(
+                    "invalid app access token".into(),
+                )),
             };
         }
         let record: Option<Token> = self
@@ -75,13 +88,22 @@ impl Service {
             .get(&tables::single(tables::TOKEN, &ids::token_hash(&token)))
             .await?;
         let Some(record) = record else {
-            return Err(BusinessError::Unauthenticated("Invalid OAuth access token - Cannot parse access token".into()));
+            return Err(BusinessError::Unauthenticated(
+                "Invalid OAuth access token - Cannot parse access token".into(),
+            ));
         };
         if record.revoked_ms.is_some() {
-            return Err(BusinessError::Unauthenticated("the access token has been revoked".into()));
+            return Err(BusinessError::Unauthenticated(
+                "the access token has been revoked".into(),
+            ));
         }
-        if record.expires_ms.is_some_and(|at| self.clock.now_ms() >= at) {
-            return Err(BusinessError::Unauthenticated("Session has expired: the access token expired".into()));
+        if record
+            .expires_ms
+            .is_some_and(|at| self.clock.now_ms() >= at)
+        {
+            return Err(BusinessError::Unauthenticated(
+                "Session has expired: the access token expired".into(),
+            ));
         }
         Ok(Caller::Business {
             business_id: record.business_id,

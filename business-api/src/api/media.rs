@@ -35,15 +35,20 @@ fn chunk_key(media: &str, index: u32) -> RecordKey {
     RecordKey::new(tables::MEDIA_CHUNK, media, format!("{index:08}"))
 }
 
-pub async fn upload(service: &Service, caller: &Caller, number_id: &str, call: &mut Call) -> BusinessResult<Value> {
+pub async fn upload(
+    service: &Service,
+    caller: &Caller,
+    number_id: &str,
+    call: &mut Call,
+) -> BusinessResult<Value> {
     let runtime = number_for(service, caller, number_id).await?;
     let request = call
         .request
         .take()
         .ok_or_else(|| BusinessError::Invalid("no body".into()))?;
-    let mut multipart = Multipart::from_request(request, &())
-        .await
-        .map_err(|e| BusinessError::Invalid(format!("the upload must be multipart/form-data: {e}")))?;
+    let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| {
+        BusinessError::Invalid(format!("the upload must be multipart/form-data: {e}"))
+    })?;
     let mut product = None;
     let mut declared_type = None;
     let mut file: Option<(String, Vec<u8>)> = None;
@@ -57,7 +62,10 @@ pub async fn upload(service: &Service, caller: &Caller, number_id: &str, call: &
             "messaging_product" => product = field.text().await.ok(),
             "type" => declared_type = field.text().await.ok(),
             "file" => {
-                let mime = field.content_type().unwrap_or("application/octet-stream").to_owned();
+                let mime = field
+                    .content_type()
+                    .unwrap_or("application/octet-stream")
+                    .to_owned();
                 let mut bytes = Vec::new();
                 while let Some(piece) = field
                     .chunk()
@@ -65,35 +73,60 @@ pub async fn upload(service: &Service, caller: &Caller, number_id: &str, call: &
                     .map_err(|e| BusinessError::Invalid(format!("broken upload: {e}")))?
                 {
                     if bytes.len() + piece.len() > limit {
-                        return Err(BusinessError::Media(format!("the file is over the {limit}-byte limit")));
+                        return Err(BusinessError::Media(format!(
+                            "the file is over the {limit}-byte limit"
+                        )));
                     }
                     bytes.extend_from_slice(&piece);
                 }
                 file = Some((mime, bytes));
             }
-            other => return Err(BusinessError::Invalid(format!("unexpected form field {other:?}"))),
+            other => {
+                return Err(BusinessError::Invalid(format!(
+                    "unexpected form field {other:?}"
+                )));
+            }
         }
     }
     if product.as_deref() != Some("whatsapp") {
-        return Err(BusinessError::Invalid("The parameter messaging_product is required.".into()));
+        return Err(BusinessError::Invalid(
+            "The parameter messaging_product is required.".into(),
+        ));
     }
-    let (part_type, bytes) = file.ok_or_else(|| BusinessError::Invalid("The parameter file is required.".into()))?;
+    let (part_type, bytes) =
+        file.ok_or_else(|| BusinessError::Invalid("The parameter file is required.".into()))?;
     if bytes.is_empty() {
         return Err(BusinessError::Media("the file is empty".into()));
     }
     let mime_type = declared_type.unwrap_or(part_type);
-    let id = store(service, &runtime.number.business_id, number_id, &mime_type, &bytes).await?;
+    let id = store(
+        service,
+        &runtime.number.business_id,
+        number_id,
+        &mime_type,
+        &bytes,
+    )
+    .await?;
     Ok(json!({ "id": id }))
 }
 
 /// Stores bytes as a new media object; the metadata is written last, so a crash leaves no
 /// half object visible (orphan chunks are removed with their expiry sweep).
-pub async fn store(service: &Service, business: &str, number: &str, mime: &str, bytes: &[u8]) -> BusinessResult<String> {
+pub async fn store(
+    service: &Service,
+    business: &str,
+    number: &str,
+    mime: &str,
+    bytes: &[u8],
+) -> BusinessResult<String> {
     let id = crate::ids::object_id()?;
     let chunks = bytes.chunks(CHUNK_BYTES);
     let count = chunks.len() as u32;
     for (index, chunk) in chunks.enumerate() {
-        service.repo.put(&chunk_key(&id, index as u32), &Chunk(chunk.to_vec())).await?;
+        service
+            .repo
+            .put(&chunk_key(&id, index as u32), &Chunk(chunk.to_vec()))
+            .await?;
     }
     let now = service.clock.now_ms();
     let media = Media {
@@ -107,7 +140,10 @@ pub async fn store(service: &Service, business: &str, number: &str, mime: &str, 
         created_ms: now,
         expires_ms: now + service.config.media_retention_days * 86_400_000,
     };
-    service.repo.put(&tables::single(tables::MEDIA, &id), &media).await?;
+    service
+        .repo
+        .put(&tables::single(tables::MEDIA, &id), &media)
+        .await?;
     Ok(id)
 }
 
@@ -148,7 +184,10 @@ pub async fn get(service: &Service, caller: &Caller, id: &str) -> BusinessResult
 
 pub async fn delete(service: &Service, caller: &Caller, id: &str) -> BusinessResult<Value> {
     let media = owned(service, caller, id).await?;
-    service.repo.delete(&tables::single(tables::MEDIA, id)).await?;
+    service
+        .repo
+        .delete(&tables::single(tables::MEDIA, id))
+        .await?;
     for index in 0..media.chunks {
         service.repo.delete(&chunk_key(id, index)).await?;
     }
@@ -168,7 +207,12 @@ pub async fn download(
     }
 }
 
-async fn serve(service: &Service, id: &str, params: &HashMap<String, String>, headers: &HeaderMap) -> BusinessResult<Response> {
+async fn serve(
+    service: &Service,
+    id: &str,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> BusinessResult<Response> {
     let caller = service
         .authenticate(headers, params.get("access_token").map(String::as_str))
         .await?;
@@ -176,10 +220,17 @@ async fn serve(service: &Service, id: &str, params: &HashMap<String, String>, he
         .get("expires")
         .and_then(|e| e.parse().ok())
         .ok_or_else(|| BusinessError::Invalid("the download URL is incomplete".into()))?;
-    let given = params.get("signature").map(String::as_str).unwrap_or_default();
+    let given = params
+        .get("signature")
+        .map(String::as_str)
+        .unwrap_or_default();
     let expected = url_signature(service, id, expires);
-    if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) || service.clock.now_ms() / 1000 >= expires {
-        return Err(BusinessError::Invalid("the download URL is invalid or expired; get a new one".into()));
+    if !bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+        || service.clock.now_ms() / 1000 >= expires
+    {
+        return Err(BusinessError::Invalid(
+            "the download URL is invalid or expired; get a new one".into(),
+        ));
     }
     let media = owned(service, &caller, id).await?;
     let mut bytes = Vec::with_capacity(media.file_size as usize);
@@ -192,7 +243,9 @@ async fn serve(service: &Service, id: &str, params: &HashMap<String, String>, he
         bytes.extend_from_slice(&chunk.0);
     }
     if hex::encode(Sha256::digest(&bytes)) != media.sha256 {
-        return Err(BusinessError::Corrupt(format!("media {id} does not match its digest")));
+        return Err(BusinessError::Corrupt(format!(
+            "media {id} does not match its digest"
+        )));
     }
     Ok(([(header::CONTENT_TYPE, media.mime_type)], bytes).into_response())
 }

@@ -27,7 +27,11 @@ use crate::service::Service;
 use crate::webhooks::payload::Status;
 
 /// The number's runtime, after checking the caller may use it.
-pub async fn number_for(service: &Service, caller: &Caller, id: &str) -> BusinessResult<Arc<NumberRuntime>> {
+pub async fn number_for(
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+) -> BusinessResult<Arc<NumberRuntime>> {
     let number = service
         .repo
         .get::<crate::repo::model::PhoneNumber>(&tables::single(tables::NUMBER, id))
@@ -40,12 +44,19 @@ pub async fn number_for(service: &Service, caller: &Caller, id: &str) -> Busines
     }
 }
 
-pub async fn send(service: &Service, caller: &Caller, number_id: &str, call: &mut Call) -> BusinessResult<Value> {
+pub async fn send(
+    service: &Service,
+    caller: &Caller,
+    number_id: &str,
+    call: &mut Call,
+) -> BusinessResult<Value> {
     let runtime = number_for(service, caller, number_id).await?;
     let body = call.body(service.config.max_body_bytes).await?;
     let request = send_request::parse(&body)?;
     match request.action()? {
-        SendAction::MarkRead { message_id, typing } => mark_read(&runtime, message_id, typing).await,
+        SendAction::MarkRead { message_id, typing } => {
+            mark_read(&runtime, message_id, typing).await
+        }
         SendAction::Message { kind, to } => {
             let input = match to {
                 Recipient::Phone(p) | Recipient::UserId(p) => p.to_owned(),
@@ -53,9 +64,9 @@ pub async fn send(service: &Service, caller: &Caller, number_id: &str, call: &mu
             let contact = match to {
                 Recipient::Phone(phone) => runtime.contact_by_phone(phone).await?,
                 Recipient::UserId(user) => {
-                    let user: UserId = user
-                        .parse()
-                        .map_err(|_| BusinessError::Invalid(format!("recipient {user:?} is not a user id")))?;
+                    let user: UserId = user.parse().map_err(|_| {
+                        BusinessError::Invalid(format!("recipient {user:?} is not a user id"))
+                    })?;
                     runtime.contact_by_user(user).await?
                 }
             };
@@ -71,11 +82,22 @@ pub async fn send(service: &Service, caller: &Caller, number_id: &str, call: &mu
                 }
                 _ => None,
             };
-            let content = compose::compose(&request, kind, &runtime.number.verified_name, template.as_ref())?;
+            let content = compose::compose(
+                &request,
+                kind,
+                &runtime.number.verified_name,
+                template.as_ref(),
+            )?;
             let wamid = ids::wamid()?;
             let Some(contact) = contact else {
                 let wa_id: String = input.chars().filter(char::is_ascii_digit).collect();
-                undeliverable(&runtime, &wamid, &wa_id, request.biz_opaque_callback_data.clone()).await?;
+                undeliverable(
+                    &runtime,
+                    &wamid,
+                    &wa_id,
+                    request.biz_opaque_callback_data.clone(),
+                )
+                .await?;
                 return Ok(answer(&input, &wa_id, &wamid, kind));
             };
             // Templates may open a conversation; everything else needs the customer's window.
@@ -90,7 +112,15 @@ pub async fn send(service: &Service, caller: &Caller, number_id: &str, call: &mu
                 }
             }
             runtime.limits.admit(&contact.user_id, now)?;
-            accept(&runtime, &contact, &wamid, content.encode_to_vec(), request.biz_opaque_callback_data.clone(), now).await?;
+            accept(
+                &runtime,
+                &contact,
+                &wamid,
+                content.encode_to_vec(),
+                request.biz_opaque_callback_data.clone(),
+                now,
+            )
+            .await?;
             service.metrics.accepted();
             Ok(answer(&input, &contact.wa_id, &wamid, kind))
         }
@@ -126,7 +156,10 @@ async fn accept(
     };
     runtime
         .repo
-        .put(&RecordKey::new(tables::SENT, &runtime.number.id, wamid), &sent)
+        .put(
+            &RecordKey::new(tables::SENT, &runtime.number.id, wamid),
+            &sent,
+        )
         .await?;
     let message = OutboundMessage {
         wamid: wamid.to_owned(),
@@ -144,7 +177,12 @@ async fn accept(
 }
 
 /// A message to a number without an account: reported `failed` (131026).
-async fn undeliverable(runtime: &NumberRuntime, wamid: &str, wa_id: &str, tracker: Option<String>) -> BusinessResult<()> {
+async fn undeliverable(
+    runtime: &NumberRuntime,
+    wamid: &str,
+    wa_id: &str,
+    tracker: Option<String>,
+) -> BusinessResult<()> {
     let now = runtime.clock.now_ms();
     let sent = SentMessage {
         to_user: String::new(),
@@ -154,7 +192,10 @@ async fn undeliverable(runtime: &NumberRuntime, wamid: &str, wa_id: &str, tracke
     };
     runtime
         .repo
-        .put(&RecordKey::new(tables::SENT, &runtime.number.id, wamid), &sent)
+        .put(
+            &RecordKey::new(tables::SENT, &runtime.number.id, wamid),
+            &sent,
+        )
         .await?;
     runtime
         .hooks
@@ -169,12 +210,24 @@ async fn undeliverable(runtime: &NumberRuntime, wamid: &str, wa_id: &str, tracke
     Ok(())
 }
 
-async fn mark_read(runtime: &NumberRuntime, message_id: &str, typing: bool) -> BusinessResult<Value> {
+async fn mark_read(
+    runtime: &NumberRuntime,
+    message_id: &str,
+    typing: bool,
+) -> BusinessResult<Value> {
     let inbound: Inbound = runtime
         .repo
-        .get(&RecordKey::new(tables::INBOUND, &runtime.number.id, message_id))
+        .get(&RecordKey::new(
+            tables::INBOUND,
+            &runtime.number.id,
+            message_id,
+        ))
         .await?
-        .ok_or_else(|| BusinessError::Invalid(format!("message_id {message_id:?} is not a message this number received")))?;
+        .ok_or_else(|| {
+            BusinessError::Invalid(format!(
+                "message_id {message_id:?} is not a message this number received"
+            ))
+        })?;
     let from: UserId = inbound
         .from_user
         .parse()

@@ -55,7 +55,9 @@ impl Call {
         };
         axum::body::to_bytes(request.into_body(), limit)
             .await
-            .map_err(|_| BusinessError::Invalid(format!("the request body is over {limit} bytes or broken")))
+            .map_err(|_| {
+                BusinessError::Invalid(format!("the request body is over {limit} bytes or broken"))
+            })
     }
 
     /// The body as JSON (empty body: `{}`), with the query parameters merged under it.
@@ -67,13 +69,15 @@ impl Call {
             let pairs: HashMap<String, String> = serde_urlencoded_pairs(&body)?;
             serde_json::to_value(pairs).unwrap_or_default()
         } else {
-            serde_json::from_slice(&body)
-                .map_err(|e| BusinessError::Invalid(format!("the request body is not valid JSON: {e}")))?
+            serde_json::from_slice(&body).map_err(|e| {
+                BusinessError::Invalid(format!("the request body is not valid JSON: {e}"))
+            })?
         };
         if let Value::Object(map) = &mut value {
             for (key, param) in &self.params {
                 if key != "access_token" {
-                    map.entry(key.clone()).or_insert_with(|| Value::String(param.clone()));
+                    map.entry(key.clone())
+                        .or_insert_with(|| Value::String(param.clone()));
                 }
             }
         }
@@ -89,7 +93,8 @@ fn is_form(headers: &HeaderMap) -> bool {
 }
 
 fn serde_urlencoded_pairs(body: &[u8]) -> BusinessResult<HashMap<String, String>> {
-    let text = std::str::from_utf8(body).map_err(|_| BusinessError::Invalid("form body is not UTF-8".into()))?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| BusinessError::Invalid("form body is not UTF-8".into()))?;
     let url = reqwest::Url::parse(&format!("http://form/?{text}"))
         .map_err(|_| BusinessError::Invalid("form body does not parse".into()))?;
     Ok(url.query_pairs().into_owned().collect())
@@ -105,7 +110,10 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/{version}/{id}", any(object))
         .route("/{version}/{id}/{edge}", any(edge))
         .fallback(unknown_path)
-        .layer(axum::middleware::from_fn_with_state(Arc::clone(&service), count_answers))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&service),
+            count_answers,
+        ))
         .with_state(service)
 }
 
@@ -140,7 +148,9 @@ fn check_version(version: &str) -> BusinessResult<()> {
     if valid {
         Ok(())
     } else {
-        Err(BusinessError::Invalid(format!("Unknown path components: /{version}")))
+        Err(BusinessError::Invalid(format!(
+            "Unknown path components: /{version}"
+        )))
     }
 }
 
@@ -177,7 +187,12 @@ async fn kind_of(service: &Service, id: &str) -> BusinessResult<ObjectKind> {
     Err(BusinessError::UnknownObject(id.to_owned()))
 }
 
-fn call(method: Method, headers: HeaderMap, params: HashMap<String, String>, request: Request) -> Call {
+fn call(
+    method: Method,
+    headers: HeaderMap,
+    params: HashMap<String, String>,
+    request: Request,
+) -> Call {
     Call {
         method,
         headers,
@@ -188,7 +203,10 @@ fn call(method: Method, headers: HeaderMap, params: HashMap<String, String>, req
 
 async fn caller(service: &Service, call: &Call) -> BusinessResult<Caller> {
     service
-        .authenticate(&call.headers, call.params.get("access_token").map(String::as_str))
+        .authenticate(
+            &call.headers,
+            call.params.get("access_token").map(String::as_str),
+        )
         .await
 }
 

@@ -35,8 +35,16 @@ pub async fn list(service: &Service, caller: &Caller, business_id: &str) -> Busi
     caller.owns(caller.business()?, business_id)?;
     caller.owns(business_id, business_id)?;
     let mut data = Vec::new();
-    for (id, ()) in service.repo.list::<()>(tables::NUMBERS_OF, business_id).await? {
-        if let Some(number) = service.repo.get::<PhoneNumber>(&tables::single(tables::NUMBER, &id)).await? {
+    for (id, ()) in service
+        .repo
+        .list::<()>(tables::NUMBERS_OF, business_id)
+        .await?
+    {
+        if let Some(number) = service
+            .repo
+            .get::<PhoneNumber>(&tables::single(tables::NUMBER, &id))
+            .await?
+        {
             data.push(describe(&number));
         }
     }

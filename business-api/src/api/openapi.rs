@@ -6,28 +6,96 @@ use serde_json::{Map, Value, json};
 
 /// Method, path (Graph style, `{Version}` is any `v<major>.<minor>`), summary.
 pub const ENDPOINTS: &[(&str, &str, &str)] = &[
-    ("post", "/{Version}/{Phone-Number-ID}/messages", "Send a message, or mark one as read"),
-    ("post", "/{Version}/{Phone-Number-ID}/media", "Upload media (multipart/form-data)"),
-    ("get", "/{Version}/{Media-ID}", "Media metadata and a short-lived download URL"),
+    (
+        "post",
+        "/{Version}/{Phone-Number-ID}/messages",
+        "Send a message, or mark one as read",
+    ),
+    (
+        "post",
+        "/{Version}/{Phone-Number-ID}/media",
+        "Upload media (multipart/form-data)",
+    ),
+    (
+        "get",
+        "/{Version}/{Media-ID}",
+        "Media metadata and a short-lived download URL",
+    ),
     ("delete", "/{Version}/{Media-ID}", "Delete media"),
-    ("get", "/{Version}/{Phone-Number-ID}/whatsapp_business_profile", "Get the business profile"),
-    ("post", "/{Version}/{Phone-Number-ID}/whatsapp_business_profile", "Update the business profile"),
+    (
+        "get",
+        "/{Version}/{Phone-Number-ID}/whatsapp_business_profile",
+        "Get the business profile",
+    ),
+    (
+        "post",
+        "/{Version}/{Phone-Number-ID}/whatsapp_business_profile",
+        "Update the business profile",
+    ),
     ("get", "/{Version}/{Phone-Number-ID}", "Get a phone number"),
-    ("get", "/{Version}/{WABA-ID}/phone_numbers", "List the business's phone numbers"),
+    (
+        "get",
+        "/{Version}/{WABA-ID}/phone_numbers",
+        "List the business's phone numbers",
+    ),
     ("get", "/{Version}/{WABA-ID}", "Get the business account"),
-    ("get", "/{Version}/{WABA-ID}/message_templates", "List templates"),
-    ("post", "/{Version}/{WABA-ID}/message_templates", "Create a template"),
-    ("delete", "/{Version}/{WABA-ID}/message_templates", "Delete templates by name (and hsm_id)"),
+    (
+        "get",
+        "/{Version}/{WABA-ID}/message_templates",
+        "List templates",
+    ),
+    (
+        "post",
+        "/{Version}/{WABA-ID}/message_templates",
+        "Create a template",
+    ),
+    (
+        "delete",
+        "/{Version}/{WABA-ID}/message_templates",
+        "Delete templates by name (and hsm_id)",
+    ),
     ("get", "/{Version}/{TEMPLATE_ID}", "Get a template"),
     ("post", "/{Version}/{TEMPLATE_ID}", "Edit a template"),
-    ("get", "/{Version}/{WABA-ID}/subscribed_apps", "List subscribed apps"),
-    ("post", "/{Version}/{WABA-ID}/subscribed_apps", "Subscribe the business's app (optional override_callback_uri)"),
-    ("delete", "/{Version}/{WABA-ID}/subscribed_apps", "Unsubscribe the business's app"),
-    ("get", "/{Version}/{Application-ID}/subscriptions", "The app's webhook subscription"),
-    ("post", "/{Version}/{Application-ID}/subscriptions", "Set the app's callback (verified first)"),
-    ("delete", "/{Version}/{Application-ID}/subscriptions", "Remove the app's callback"),
-    ("get", "/{Version}/oauth/access_token", "An app access token (client credentials)"),
-    ("get", "/media/{Media-ID}", "Download media (URL from GET /{Media-ID}, bearer token)"),
+    (
+        "get",
+        "/{Version}/{WABA-ID}/subscribed_apps",
+        "List subscribed apps",
+    ),
+    (
+        "post",
+        "/{Version}/{WABA-ID}/subscribed_apps",
+        "Subscribe the business's app (optional override_callback_uri)",
+    ),
+    (
+        "delete",
+        "/{Version}/{WABA-ID}/subscribed_apps",
+        "Unsubscribe the business's app",
+    ),
+    (
+        "get",
+        "/{Version}/{Application-ID}/subscriptions",
+        "The app's webhook subscription",
+    ),
+    (
+        "post",
+        "/{Version}/{Application-ID}/subscriptions",
+        "Set the app's callback (verified first)",
+    ),
+    (
+        "delete",
+        "/{Version}/{Application-ID}/subscriptions",
+        "Remove the app's callback",
+    ),
+    (
+        "get",
+        "/{Version}/oauth/access_token",
+        "An app access token (client credentials)",
+    ),
+    (
+        "get",
+        "/media/{Media-ID}",
+        "Download media (URL from GET /{Media-ID}, bearer token)",
+    ),
 ];
 
 fn parameters(path: &str) -> Vec<Value> {

@@ -13,9 +13,25 @@ use crate::service::Service;
 
 /// The Cloud API's verticals.
 const VERTICALS: &[&str] = &[
-    "UNDEFINED", "OTHER", "AUTO", "BEAUTY", "APPAREL", "EDU", "ENTERTAIN", "EVENT_PLAN", "FINANCE",
-    "GROCERY", "GOVT", "HOTEL", "HEALTH", "NONPROFIT", "PROF_SERVICES", "RETAIL", "TRAVEL",
-    "RESTAURANT", "NOT_A_BIZ",
+    "UNDEFINED",
+    "OTHER",
+    "AUTO",
+    "BEAUTY",
+    "APPAREL",
+    "EDU",
+    "ENTERTAIN",
+    "EVENT_PLAN",
+    "FINANCE",
+    "GROCERY",
+    "GOVT",
+    "HOTEL",
+    "HEALTH",
+    "NONPROFIT",
+    "PROF_SERVICES",
+    "RETAIL",
+    "TRAVEL",
+    "RESTAURANT",
+    "NOT_A_BIZ",
 ];
 
 #[derive(Deserialize)]
@@ -33,14 +49,19 @@ struct Update {
 
 fn limited(name: &str, value: Option<String>, max: usize) -> BusinessResult<Option<String>> {
     match value {
-        Some(v) if v.chars().count() > max => {
-            Err(BusinessError::Invalid(format!("{name} is longer than {max} characters")))
-        }
+        Some(v) if v.chars().count() > max => Err(BusinessError::Invalid(format!(
+            "{name} is longer than {max} characters"
+        ))),
         other => Ok(other),
     }
 }
 
-pub async fn handle(service: &Service, caller: &Caller, id: &str, call: &mut Call) -> BusinessResult<Value> {
+pub async fn handle(
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+    call: &mut Call,
+) -> BusinessResult<Value> {
     let key = tables::single(tables::NUMBER, id);
     let mut number: PhoneNumber = service
         .repo
@@ -57,11 +78,14 @@ pub async fn handle(service: &Service, caller: &Caller, id: &str, call: &mut Cal
     let update: Update = serde_json::from_value(body)
         .map_err(|e| BusinessError::Invalid(format!("the request body is not valid: {e}")))?;
     if update.messaging_product.as_deref() != Some("whatsapp") {
-        return Err(BusinessError::Invalid("The parameter messaging_product is required.".into()));
+        return Err(BusinessError::Invalid(
+            "The parameter messaging_product is required.".into(),
+        ));
     }
     if update.profile_picture_handle.is_some() {
         return Err(BusinessError::Unsupported(
-            "profile pictures need the media service, which this deployment does not have yet".into(),
+            "profile pictures need the media service, which this deployment does not have yet"
+                .into(),
         ));
     }
     let profile: &mut BusinessProfile = &mut number.profile;
@@ -76,7 +100,9 @@ pub async fn handle(service: &Service, caller: &Caller, id: &str, call: &mut Cal
     }
     if let Some(email) = limited("email", update.email, 128)? {
         if !email.contains('@') {
-            return Err(BusinessError::Invalid("email is not an email address".into()));
+            return Err(BusinessError::Invalid(
+                "email is not an email address".into(),
+            ));
         }
         profile.email = Some(email);
     }
@@ -86,14 +112,18 @@ pub async fn handle(service: &Service, caller: &Caller, id: &str, call: &mut Cal
         }
         for site in &websites {
             if !(site.starts_with("http://") || site.starts_with("https://")) || site.len() > 256 {
-                return Err(BusinessError::Invalid(format!("website {site:?} must be an http(s) URL")));
+                return Err(BusinessError::Invalid(format!(
+                    "website {site:?} must be an http(s) URL"
+                )));
             }
         }
         profile.websites = websites;
     }
     if let Some(vertical) = update.vertical {
         if !VERTICALS.contains(&vertical.as_str()) {
-            return Err(BusinessError::Invalid(format!("vertical {vertical:?} is not one of {VERTICALS:?}")));
+            return Err(BusinessError::Invalid(format!(
+                "vertical {vertical:?} is not one of {VERTICALS:?}"
+            )));
         }
         profile.vertical = Some(vertical);
     }

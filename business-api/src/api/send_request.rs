@@ -201,7 +201,11 @@ impl SendRequest {
     pub fn action(&self) -> BusinessResult<SendAction<'_>> {
         match self.messaging_product.as_deref() {
             Some("whatsapp") => {}
-            Some(other) => return Err(invalid(format!("messaging_product must be \"whatsapp\", not {other:?}"))),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "messaging_product must be \"whatsapp\", not {other:?}"
+                )));
+            }
             None => return Err(invalid("The parameter messaging_product is required.")),
         }
         if let Some(status) = &self.status {
@@ -215,7 +219,12 @@ impl SendRequest {
             let typing = match &self.typing_indicator {
                 None => false,
                 Some(t) if t.kind == "text" => true,
-                Some(t) => return Err(invalid(format!("typing_indicator.type must be \"text\", not {:?}", t.kind))),
+                Some(t) => {
+                    return Err(invalid(format!(
+                        "typing_indicator.type must be \"text\", not {:?}",
+                        t.kind
+                    )));
+                }
             };
             return Ok(SendAction::MarkRead { message_id, typing });
         }

@@ -20,19 +20,36 @@ use crate::service::Service;
 
 /// `GET /oauth/access_token?grant_type=client_credentials&client_id=…&client_secret=…`.
 pub async fn app_token(service: &Service, call: &Call) -> BusinessResult<Value> {
-    let param = |name: &str| call.params.get(name).map(String::as_str).unwrap_or_default();
+    let param = |name: &str| {
+        call.params
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_default()
+    };
     if param("grant_type") != "client_credentials" {
-        return Err(BusinessError::Invalid("grant_type must be client_credentials".into()));
+        return Err(BusinessError::Invalid(
+            "grant_type must be client_credentials".into(),
+        ));
     }
     let app: Option<App> = service
         .repo
         .get(&tables::single(tables::APP, param("client_id")))
         .await?;
     match app {
-        Some(app) if bool::from(app.secret.as_bytes().ct_eq(param("client_secret").as_bytes())) => {
-            Ok(json!({ "access_token": format!("{}|{}", app.id, app.secret), "token_type": "bearer" }))
+        Some(app)
+            if bool::from(
+                app.secret
+                    .as_bytes()
+                    .ct_eq(param("client_secret").as_bytes()),
+            ) =>
+        {
+            Ok(
+                json!({ "access_token": format!("{}|{}", app.id, app.secret), "token_type": "bearer" }),
+            )
         }
-        _ => Err(BusinessError::Unauthenticated("Error validating client secret.".into())),
+        _ => Err(BusinessError::Unauthenticated(
+            "Error validating client secret.".into(),
+        )),
     }
 }
 
@@ -54,7 +71,12 @@ fn text(body: &Value, name: &str) -> Option<String> {
 }
 
 /// `/{app-id}/subscriptions`.
-pub async fn app(service: &Service, caller: &Caller, app_id: &str, call: &mut Call) -> BusinessResult<Value> {
+pub async fn app(
+    service: &Service,
+    caller: &Caller,
+    app_id: &str,
+    call: &mut Call,
+) -> BusinessResult<Value> {
     let mut app = load_app(service, caller, app_id).await?;
     let key = tables::single(tables::APP, app_id);
     match call.method {
@@ -62,18 +84,33 @@ pub async fn app(service: &Service, caller: &Caller, app_id: &str, call: &mut Ca
             let body = call.json(service.config.max_body_bytes).await?;
             let object = text(&body, "object").unwrap_or_default();
             if object != "whatsapp_business_account" {
-                return Err(BusinessError::Invalid("object must be whatsapp_business_account".into()));
+                return Err(BusinessError::Invalid(
+                    "object must be whatsapp_business_account".into(),
+                ));
             }
-            let callback = text(&body, "callback_url")
-                .ok_or_else(|| BusinessError::Invalid("The parameter callback_url is required.".into()))?;
-            let verify_token = text(&body, "verify_token")
-                .ok_or_else(|| BusinessError::Invalid("The parameter verify_token is required.".into()))?;
+            let callback = text(&body, "callback_url").ok_or_else(|| {
+                BusinessError::Invalid("The parameter callback_url is required.".into())
+            })?;
+            let verify_token = text(&body, "verify_token").ok_or_else(|| {
+                BusinessError::Invalid("The parameter verify_token is required.".into())
+            })?;
             let fields: Vec<String> = match body.get("fields") {
-                Some(Value::String(list)) => list.split(',').map(|f| f.trim().to_owned()).filter(|f| !f.is_empty()).collect(),
-                Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+                Some(Value::String(list)) => list
+                    .split(',')
+                    .map(|f| f.trim().to_owned())
+                    .filter(|f| !f.is_empty())
+                    .collect(),
+                Some(Value::Array(list)) => list
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
                 _ => vec!["messages".to_owned()],
             };
-            service.outbound.verify_callback(&callback, &verify_token).await?;
+            service
+                .outbound
+                .verify_callback(&callback, &verify_token)
+                .await?;
             app.callback_url = Some(callback);
             app.verify_token = Some(verify_token);
             app.fields = fields;
@@ -106,7 +143,12 @@ pub async fn app(service: &Service, caller: &Caller, app_id: &str, call: &mut Ca
 }
 
 /// `/{waba-id}/subscribed_apps`: the business subscribes its own app.
-pub async fn waba(service: &Service, caller: &Caller, business_id: &str, call: &mut Call) -> BusinessResult<Value> {
+pub async fn waba(
+    service: &Service,
+    caller: &Caller,
+    business_id: &str,
+    call: &mut Call,
+) -> BusinessResult<Value> {
     caller.owns(business_id, business_id)?;
     let key = tables::single(tables::BUSINESS, business_id);
     let mut business: Business = service
@@ -120,8 +162,11 @@ pub async fn waba(service: &Service, caller: &Caller, business_id: &str, call: &
             let body = call.json(service.config.max_body_bytes).await?;
             let override_uri = text(&body, "override_callback_uri");
             if let Some(uri) = &override_uri {
-                let token = text(&body, "verify_token")
-                    .ok_or_else(|| BusinessError::Invalid("verify_token is required with override_callback_uri".into()))?;
+                let token = text(&body, "verify_token").ok_or_else(|| {
+                    BusinessError::Invalid(
+                        "verify_token is required with override_callback_uri".into(),
+                    )
+                })?;
                 service.outbound.verify_callback(uri, &token).await?;
             }
             business.subscribed_apps.retain(|s| s.app_id != app_id);

@@ -39,7 +39,9 @@ fn check_text(what: &str, component: &Value, max: usize) -> BusinessResult<()> {
         .as_str()
         .ok_or_else(|| BusinessError::Invalid(format!("the {what} component needs a text")))?;
     if text.is_empty() || text.chars().count() > max {
-        return Err(BusinessError::Invalid(format!("the {what} text must be 1 to {max} characters")));
+        return Err(BusinessError::Invalid(format!(
+            "the {what} text must be 1 to {max} characters"
+        )));
     }
     Ok(())
 }
@@ -48,13 +50,20 @@ fn check_text(what: &str, component: &Value, max: usize) -> BusinessResult<()> {
 fn check_components(components: &[Value]) -> BusinessResult<()> {
     let mut body = 0;
     for component in components {
-        let kind = component["type"].as_str().unwrap_or_default().to_ascii_uppercase();
+        let kind = component["type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
         match kind.as_str() {
             "BODY" => {
                 body += 1;
                 check_text("BODY", component, 1024)?;
             }
-            "HEADER" => match component["format"].as_str().map(str::to_ascii_uppercase).as_deref() {
+            "HEADER" => match component["format"]
+                .as_str()
+                .map(str::to_ascii_uppercase)
+                .as_deref()
+            {
                 Some("TEXT") | None => check_text("HEADER", component, 60)?,
                 Some(other) => {
                     return Err(BusinessError::Unsupported(format!(
@@ -68,24 +77,39 @@ fn check_components(components: &[Value]) -> BusinessResult<()> {
                     .as_array()
                     .ok_or_else(|| BusinessError::Invalid("BUTTONS needs a buttons list".into()))?;
                 if buttons.is_empty() || buttons.len() > 10 {
-                    return Err(BusinessError::Invalid("a template has 1 to 10 buttons".into()));
+                    return Err(BusinessError::Invalid(
+                        "a template has 1 to 10 buttons".into(),
+                    ));
                 }
                 for button in buttons {
-                    let kind = button["type"].as_str().unwrap_or_default().to_ascii_uppercase();
+                    let kind = button["type"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_ascii_uppercase();
                     if !matches!(kind.as_str(), "QUICK_REPLY" | "URL" | "PHONE_NUMBER") {
-                        return Err(BusinessError::Unsupported(format!("button type {kind:?} is not supported")));
+                        return Err(BusinessError::Unsupported(format!(
+                            "button type {kind:?} is not supported"
+                        )));
                     }
                     let text = button["text"].as_str().unwrap_or_default();
                     if text.is_empty() || text.chars().count() > 25 {
-                        return Err(BusinessError::Invalid("button text must be 1 to 25 characters".into()));
+                        return Err(BusinessError::Invalid(
+                            "button text must be 1 to 25 characters".into(),
+                        ));
                     }
                 }
             }
-            other => return Err(BusinessError::Invalid(format!("unknown component type {other:?}"))),
+            other => {
+                return Err(BusinessError::Invalid(format!(
+                    "unknown component type {other:?}"
+                )));
+            }
         }
     }
     if body != 1 {
-        return Err(BusinessError::Invalid("a template needs exactly one BODY component".into()));
+        return Err(BusinessError::Invalid(
+            "a template needs exactly one BODY component".into(),
+        ));
     }
     Ok(())
 }
@@ -101,7 +125,12 @@ fn describe(template: &Template) -> Value {
     })
 }
 
-pub async fn handle(service: &Service, caller: &Caller, business_id: &str, call: &mut Call) -> BusinessResult<Value> {
+pub async fn handle(
+    service: &Service,
+    caller: &Caller,
+    business_id: &str,
+    call: &mut Call,
+) -> BusinessResult<Value> {
     caller.owns(business_id, business_id)?;
     match call.method {
         Method::POST => create(service, business_id, call).await,
@@ -116,7 +145,11 @@ pub async fn handle(service: &Service, caller: &Caller, business_id: &str, call:
                 .into_iter()
                 .map(|(_, t)| t)
                 .filter(|t| filter_name.as_ref().is_none_or(|n| &t.name == n))
-                .filter(|t| filter_status.as_ref().is_none_or(|s| describe(t)["status"] == json!(s)))
+                .filter(|t| {
+                    filter_status
+                        .as_ref()
+                        .is_none_or(|s| describe(t)["status"] == json!(s))
+                })
                 .map(|t| describe(&t))
                 .collect();
             Ok(json!({ "data": data, "paging": { "cursors": { "before": "", "after": "" } } }))
@@ -130,21 +163,30 @@ async fn create(service: &Service, business_id: &str, call: &mut Call) -> Busine
         .map_err(|e| BusinessError::Invalid(format!("the request body is not valid: {e}")))?;
     if request.name.is_empty()
         || request.name.len() > 512
-        || !request.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        || !request
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
     {
         return Err(BusinessError::Invalid(
             "name must be 1 to 512 lowercase letters, digits and underscores".into(),
         ));
     }
     let category = request.category.to_ascii_uppercase();
-    if !matches!(category.as_str(), "MARKETING" | "UTILITY" | "AUTHENTICATION") {
+    if !matches!(
+        category.as_str(),
+        "MARKETING" | "UTILITY" | "AUTHENTICATION"
+    ) {
         return Err(BusinessError::Invalid(format!(
             "category must be MARKETING, UTILITY or AUTHENTICATION, not {:?}",
             request.category
         )));
     }
-    if request.language.is_empty() || request.language.len() > 16 || request.language.contains('/') {
-        return Err(BusinessError::Invalid("language must be a language code such as en_US".into()));
+    if request.language.is_empty() || request.language.len() > 16 || request.language.contains('/')
+    {
+        return Err(BusinessError::Invalid(
+            "language must be a language code such as en_US".into(),
+        ));
     }
     check_components(&request.components)?;
     let business: Business = service
@@ -166,7 +208,11 @@ async fn create(service: &Service, business_id: &str, call: &mut Call) -> Busine
         components: request.components,
         created_ms: service.clock.now_ms(),
     };
-    let key = RecordKey::new(tables::TEMPLATE, business_id, format!("{}/{}", template.name, template.language));
+    let key = RecordKey::new(
+        tables::TEMPLATE,
+        business_id,
+        format!("{}/{}", template.name, template.language),
+    );
     if !service.repo.insert(&key, &template).await? {
         return Err(BusinessError::Invalid(format!(
             "Message template \"{}\" already exists in {}",
@@ -175,7 +221,10 @@ async fn create(service: &Service, business_id: &str, call: &mut Call) -> Busine
     }
     service
         .repo
-        .put(&tables::single(tables::TEMPLATE_BY_ID, &template.id), &(business_id, &key.key))
+        .put(
+            &tables::single(tables::TEMPLATE_BY_ID, &template.id),
+            &(business_id, &key.key),
+        )
         .await?;
     Ok(json!({ "id": template.id, "status": template.status, "category": template.category }))
 }
@@ -187,12 +236,22 @@ async fn remove(service: &Service, business_id: &str, call: &Call) -> BusinessRe
         .ok_or_else(|| BusinessError::Invalid("The parameter name is required.".into()))?;
     let only_id = call.params.get("hsm_id");
     let mut removed = 0;
-    for (key, template) in service.repo.list::<Template>(tables::TEMPLATE, business_id).await? {
+    for (key, template) in service
+        .repo
+        .list::<Template>(tables::TEMPLATE, business_id)
+        .await?
+    {
         if &template.name != name || only_id.is_some_and(|id| id != &template.id) {
             continue;
         }
-        service.repo.delete(&RecordKey::new(tables::TEMPLATE, business_id, key)).await?;
-        service.repo.delete(&tables::single(tables::TEMPLATE_BY_ID, &template.id)).await?;
+        service
+            .repo
+            .delete(&RecordKey::new(tables::TEMPLATE, business_id, key))
+            .await?;
+        service
+            .repo
+            .delete(&tables::single(tables::TEMPLATE_BY_ID, &template.id))
+            .await?;
         removed += 1;
     }
     if removed == 0 {
@@ -205,7 +264,11 @@ async fn remove(service: &Service, business_id: &str, call: &Call) -> BusinessRe
 }
 
 /// The template an id names, after checking the caller owns it.
-pub async fn find(service: &Service, caller: &Caller, id: &str) -> BusinessResult<(RecordKey, Template)> {
+pub async fn find(
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+) -> BusinessResult<(RecordKey, Template)> {
     let (business_id, key): (String, String) = service
         .repo
         .get(&tables::single(tables::TEMPLATE_BY_ID, id))
@@ -226,7 +289,12 @@ pub async fn get(service: &Service, caller: &Caller, id: &str) -> BusinessResult
 }
 
 /// `POST /{template-id}`: new components (and category) for an existing template.
-pub async fn edit(service: &Service, caller: &Caller, id: &str, call: &mut Call) -> BusinessResult<Value> {
+pub async fn edit(
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+    call: &mut Call,
+) -> BusinessResult<Value> {
     let (key, mut template) = find(service, caller, id).await?;
     let body = call.json(service.config.max_body_bytes).await?;
     if let Some(components) = body.get("components") {

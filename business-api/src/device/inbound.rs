@@ -70,7 +70,11 @@ impl Inbound {
             wa_id: &contact.wa_id,
             name,
         };
-        let sent_at = if sent_at_ms == 0 { now } else { sent_at_ms.min(now) };
+        let sent_at = if sent_at_ms == 0 {
+            now
+        } else {
+            sent_at_ms.min(now)
+        };
         let value = payload::message_value(&runtime.number, &customer, &wamid, sent_at, content);
         let new = runtime
             .hooks
@@ -82,7 +86,10 @@ impl Inbound {
         // The window opens with the customer's message (repeats change nothing that matters).
         runtime
             .repo
-            .put(&RecordKey::new(tables::WINDOW, &runtime.number.id, from.to_string()), &now)
+            .put(
+                &RecordKey::new(tables::WINDOW, &runtime.number.id, from.to_string()),
+                &now,
+            )
             .await
     }
 
@@ -94,7 +101,10 @@ impl Inbound {
             ReceiptKind::Read => &[Status::Delivered, Status::Read],
         };
         for wamid in ids {
-            let new = runtime.hooks.statuses(&runtime.number, wamid, statuses, "", now).await?;
+            let new = runtime
+                .hooks
+                .statuses(&runtime.number, wamid, statuses, "", now)
+                .await?;
             if new > 0 {
                 runtime.metrics.status(statuses[statuses.len() - 1].name());
             }

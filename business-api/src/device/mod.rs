@@ -100,7 +100,10 @@ impl NumberRuntime {
     }
 
     /// Starts a dispatcher for every subscribed app that has none yet.
-    pub async fn start_dispatchers(self: &Arc<Self>, dispatch: &Arc<Dispatch>) -> BusinessResult<()> {
+    pub async fn start_dispatchers(
+        self: &Arc<Self>,
+        dispatch: &Arc<Dispatch>,
+    ) -> BusinessResult<()> {
         for app in self.hooks.subscribed_apps().await? {
             if !self.hooks.claim_dispatcher(&app) {
                 continue;
@@ -186,9 +189,17 @@ impl NumberRuntime {
     pub async fn contact_by_phone(&self, phone: &str) -> BusinessResult<Option<Contact>> {
         let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
         let parsed = E164::parse(&format!("+{digits}"))
-            .map_err(|e| BusinessError::Invalid(format!("to: {phone:?} is not a phone number: {e}")))?
+            .map_err(|e| {
+                BusinessError::Invalid(format!("to: {phone:?} is not a phone number: {e}"))
+            })?
             .to_string();
-        if let Some(found) = self.contacts.lock().unwrap_or_else(|p| p.into_inner()).by_phone.get(&parsed) {
+        if let Some(found) = self
+            .contacts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_phone
+            .get(&parsed)
+        {
             return Ok(Some(found.clone()));
         }
         let credentials = self.client.credentials();
@@ -210,7 +221,13 @@ impl NumberRuntime {
     /// platform's directory.
     pub async fn contact_by_user(&self, user: UserId) -> BusinessResult<Option<Contact>> {
         let key = user.to_string();
-        if let Some(found) = self.contacts.lock().unwrap_or_else(|p| p.into_inner()).by_user.get(&key) {
+        if let Some(found) = self
+            .contacts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_user
+            .get(&key)
+        {
             return Ok(Some(found.clone()));
         }
         let record = tables::single(tables::CONTACT, &key);

@@ -43,16 +43,22 @@ fn classify(result: Result<courier_client::Sent, ClientError>) -> Outcome {
         Ok(_) => Outcome::Sent,
         Err(ClientError::Rejected { code, message }) => match code {
             ErrorCode::UnknownRecipient => Outcome::Failed(131026, message),
-            ErrorCode::Busy | ErrorCode::Unavailable | ErrorCode::RateLimited | ErrorCode::Internal => {
-                Outcome::Retry(message)
-            }
+            ErrorCode::Busy
+            | ErrorCode::Unavailable
+            | ErrorCode::RateLimited
+            | ErrorCode::Internal => Outcome::Retry(message),
             ErrorCode::DeviceMismatch => Outcome::Retry(message),
             other => Outcome::Failed(131000, format!("{other:?}: {message}")),
         },
-        Err(ClientError::Api { status: 404, message, .. }) => Outcome::Failed(131026, message),
-        Err(ClientError::Crypto(error)) => {
-            Outcome::Failed(131026, format!("no usable session with the recipient: {error}"))
-        }
+        Err(ClientError::Api {
+            status: 404,
+            message,
+            ..
+        }) => Outcome::Failed(131026, message),
+        Err(ClientError::Crypto(error)) => Outcome::Failed(
+            131026,
+            format!("no usable session with the recipient: {error}"),
+        ),
         Err(error) => Outcome::Retry(error.to_string()),
     }
 }
@@ -66,14 +72,23 @@ impl NumberRuntime {
         let mut in_flight = FuturesUnordered::new();
         let mut retry_soon = false;
         loop {
-            match self.repo.read_queue::<OutboundMessage>(&queue, loaded_up_to, READ_BATCH).await {
+            match self
+                .repo
+                .read_queue::<OutboundMessage>(&queue, loaded_up_to, READ_BATCH)
+                .await
+            {
                 Ok(items) => {
                     for (seq, message) in items {
                         loaded_up_to = seq;
-                        waiting.entry(message.to_user.clone()).or_default().push_back((seq, message));
+                        waiting
+                            .entry(message.to_user.clone())
+                            .or_default()
+                            .push_back((seq, message));
                     }
                 }
-                Err(error) => tracing::warn!(number = %self.number.id, %error, "cannot read the outbox"),
+                Err(error) => {
+                    tracing::warn!(number = %self.number.id, %error, "cannot read the outbox")
+                }
             }
             let ready: Vec<String> = waiting
                 .keys()
@@ -85,7 +100,9 @@ impl NumberRuntime {
                 && let Some(messenger) = self.messenger(Duration::from_millis(1)).await
             {
                 for recipient in ready {
-                    let Some((seq, message)) = waiting.get(&recipient).and_then(|q| q.front()).cloned() else {
+                    let Some((seq, message)) =
+                        waiting.get(&recipient).and_then(|q| q.front()).cloned()
+                    else {
                         continue;
                     };
                     busy.insert(recipient.clone());
@@ -96,7 +113,11 @@ impl NumberRuntime {
                     });
                 }
             }
-            let pause = if retry_soon { Duration::from_millis(200) } else { Duration::from_secs(1) };
+            let pause = if retry_soon {
+                Duration::from_millis(200)
+            } else {
+                Duration::from_secs(1)
+            };
             retry_soon = false;
             tokio::select! {
                 Some((recipient, seq, message, outcome)) = in_flight.next() => {
@@ -120,11 +141,19 @@ impl NumberRuntime {
     }
 
     /// Records how a send ended; `true` if the message left the outbox.
-    async fn finish(&self, queue: &str, seq: u64, message: &OutboundMessage, outcome: Outcome) -> bool {
+    async fn finish(
+        &self,
+        queue: &str,
+        seq: u64,
+        message: &OutboundMessage,
+        outcome: Outcome,
+    ) -> bool {
         let now = self.clock.now_ms();
         let (statuses, details) = match outcome {
             Outcome::Sent => {
-                self.metrics.sent(Duration::from_millis(now.saturating_sub(message.accepted_ms)));
+                self.metrics.sent(Duration::from_millis(
+                    now.saturating_sub(message.accepted_ms),
+                ));
                 (vec![Status::Sent], String::new())
             }
             Outcome::Failed(code, details) => (vec![Status::Failed { code }], details),
@@ -134,7 +163,11 @@ impl NumberRuntime {
             }
         };
         // The status first: a crash before the removal sends again and reports nothing twice.
-        if let Err(error) = self.hooks.statuses(&self.number, &message.wamid, &statuses, &details, now).await {
+        if let Err(error) = self
+            .hooks
+            .statuses(&self.number, &message.wamid, &statuses, &details, now)
+            .await
+        {
             tracing::warn!(number = %self.number.id, %error, "cannot queue a status");
             return false;
         }
@@ -157,7 +190,9 @@ async fn send(messenger: &courier_client::Messenger, message: &OutboundMessage) 
     };
     let content = match Content::decode(message.content.as_slice()) {
         Ok(content) => content,
-        Err(error) => return Outcome::Failed(131000, format!("stored content does not decode: {error}")),
+        Err(error) => {
+            return Outcome::Failed(131000, format!("stored content does not decode: {error}"));
+        }
     };
     classify(messenger.send_content_as(to, &message.wamid, content).await)
 }

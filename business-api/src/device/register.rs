@@ -57,9 +57,9 @@ pub async fn register_number(
 
 fn request_error(error: courier_client::ClientError, what: &str) -> BusinessError {
     match error {
-        courier_client::ClientError::Api { status, message, .. } if (400..500).contains(&status) => {
-            BusinessError::Invalid(format!("{what}: {message}"))
-        }
+        courier_client::ClientError::Api {
+            status, message, ..
+        } if (400..500).contains(&status) => BusinessError::Invalid(format!("{what}: {message}")),
         other => BusinessError::Unavailable(format!("{what}: {other}")),
     }
 }

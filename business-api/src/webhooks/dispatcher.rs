@@ -79,7 +79,9 @@ impl Dispatch {
         let mut callbacks = self.callbacks.lock().unwrap_or_else(|p| p.into_inner());
         callbacks
             .entry(url.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.config.concurrency_per_callback.max(1))))
+            .or_insert_with(|| {
+                Arc::new(Semaphore::new(self.config.concurrency_per_callback.max(1)))
+            })
             .clone()
     }
 
@@ -114,7 +116,9 @@ impl Dispatch {
     fn backoff(&self, attempts: u32) -> Duration {
         let base = self.config.initial_backoff_ms.max(1);
         let cap = self.config.max_backoff_secs.saturating_mul(1000).max(base);
-        let exp = base.saturating_mul(1u64 << attempts.saturating_sub(1).min(30)).min(cap);
+        let exp = base
+            .saturating_mul(1u64 << attempts.saturating_sub(1).min(30))
+            .min(cap);
         // Full jitter: anywhere in [exp/2, exp], so retries of many queues spread out.
         let random = u64::from_be_bytes(crate::ids::random_bytes().unwrap_or([0; 8]));
         Duration::from_millis(exp / 2 + random % (exp / 2 + 1))
@@ -229,7 +233,12 @@ impl QueueRun {
 
     fn next_retry(&self) -> tokio::time::Instant {
         let idle = tokio::time::Instant::now() + Duration::from_secs(1);
-        self.waiting.values().map(|(at, _)| *at).min().unwrap_or(idle).min(idle)
+        self.waiting
+            .values()
+            .map(|(at, _)| *at)
+            .min()
+            .unwrap_or(idle)
+            .min(idle)
     }
 
     /// Starts the head item of every conversation that is neither in flight nor waiting.
@@ -250,7 +259,11 @@ impl QueueRun {
         };
         let mut out = Vec::new();
         for conversation in ready {
-            let Some(head) = self.conversations.get(&conversation).and_then(|q| q.front()) else {
+            let Some(head) = self
+                .conversations
+                .get(&conversation)
+                .and_then(|q| q.front())
+            else {
                 continue;
             };
             let body = payload::envelope(&head.item.business_id, &head.item.value);
@@ -262,13 +275,17 @@ impl QueueRun {
             self.busy.insert(conversation.clone());
             out.push(Box::pin(async move {
                 let outcome = match url {
-                    None => Err(DeliveryFailure::Refused("no callback URL is subscribed".into())),
+                    None => Err(DeliveryFailure::Refused(
+                        "no callback URL is subscribed".into(),
+                    )),
                     Some(url) => {
                         let permits = dispatch.permits(&url);
                         let _permit = permits.acquire_owned().await;
                         let started = std::time::Instant::now();
                         let outcome = dispatch.outbound.post_webhook(&url, body, &signature).await;
-                        dispatch.metrics.webhook_attempt(outcome.is_ok(), started.elapsed());
+                        dispatch
+                            .metrics
+                            .webhook_attempt(outcome.is_ok(), started.elapsed());
                         outcome
                     }
                 };
@@ -292,13 +309,21 @@ impl QueueRun {
             }
             Err(failure) => {
                 let attempts = self.waiting.get(&conversation).map_or(0, |(_, n)| *n) + 1;
-                let Some(head) = self.conversations.get(&conversation).and_then(|q| q.front())
+                let Some(head) = self
+                    .conversations
+                    .get(&conversation)
+                    .and_then(|q| q.front())
                 else {
                     return;
                 };
-                let age_ms = self.dispatch.clock.now_ms().saturating_sub(head.item.created_ms);
+                let age_ms = self
+                    .dispatch
+                    .clock
+                    .now_ms()
+                    .saturating_sub(head.item.created_ms);
                 if age_ms >= self.dispatch.config.max_age_secs.saturating_mul(1000) {
-                    self.dead_letter(&conversation, attempts, failure.to_string()).await;
+                    self.dead_letter(&conversation, attempts, failure.to_string())
+                        .await;
                     return;
                 }
                 tracing::debug!(queue = %self.queue, attempts, %failure, "webhook delivery failed");
@@ -318,7 +343,10 @@ impl QueueRun {
         let seq = head.seq;
         let now = self.dispatch.clock.now_ms();
         let moved = async {
-            self.dispatch.repo.append(&self.dead, &[(item, None)], now).await?;
+            self.dispatch
+                .repo
+                .append(&self.dead, &[(item, None)], now)
+                .await?;
             self.dispatch.repo.remove(&self.queue, &[seq]).await
         };
         match moved.await {
@@ -328,7 +356,9 @@ impl QueueRun {
                 self.waiting.remove(conversation);
                 self.pop(conversation);
             }
-            Err(error) => tracing::warn!(queue = %self.queue, %error, "cannot dead-letter a webhook"),
+            Err(error) => {
+                tracing::warn!(queue = %self.queue, %error, "cannot dead-letter a webhook")
+            }
         }
     }
 

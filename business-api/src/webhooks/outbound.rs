@@ -76,7 +76,9 @@ impl Outbound {
         let parsed = Url::parse(url)
             .map_err(|e| BusinessError::Invalid(format!("{url:?} is not a URL: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(BusinessError::Invalid(format!("{url:?} must be http or https")));
+            return Err(BusinessError::Invalid(format!(
+                "{url:?} must be http or https"
+            )));
         }
         let host = parsed
             .host_str()
@@ -84,7 +86,10 @@ impl Outbound {
             .to_owned();
         if self.refuse_private {
             let port = parsed.port_or_known_default().unwrap_or(443);
-            let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
             let addresses = tokio::net::lookup_host((host.as_str(), port))
                 .await
                 .map_err(|e| BusinessError::Invalid(format!("cannot resolve {host}: {e}")))?;
@@ -172,9 +177,15 @@ impl Outbound {
             .await
             .map_err(|e| media(format!("cannot fetch the link: {e}")))?;
         if !response.status().is_success() {
-            return Err(media(format!("the link answered HTTP {}", response.status())));
+            return Err(media(format!(
+                "the link answered HTTP {}",
+                response.status()
+            )));
         }
-        if response.content_length().is_some_and(|n| n > max_bytes as u64) {
+        if response
+            .content_length()
+            .is_some_and(|n| n > max_bytes as u64)
+        {
             return Err(media(format!("the linked file is over {max_bytes} bytes")));
         }
         let mime = response
@@ -202,8 +213,19 @@ mod tests {
 
     #[test]
     fn internal_addresses() {
-        for internal in ["127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.5.4", "169.254.169.254",
-                         "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1"] {
+        for internal in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "172.16.5.4",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
             assert!(is_internal(internal.parse().unwrap()), "{internal}");
         }
         for public in ["8.8.8.8", "2001:4860:4860::8888", "100.128.0.1"] {

@@ -194,11 +194,7 @@ impl Service {
         if let Some(running) = self.runtime(number_id) {
             return Ok(running);
         }
-        let number: PhoneNumber = self
-            .repo
-            .get(&tables::single(tables::NUMBER, number_id))
-            .await?
-            .ok_or_else(|| BusinessError::UnknownObject(number_id.to_owned()))?;
+        let number: PhoneNumber = self.repo.require(tables::NUMBER, number_id).await?;
         let state = Arc::new(SealedStateStore::new(self.repo.clone(), number_id));
         let client = Client::open_with_store(state)
             .await

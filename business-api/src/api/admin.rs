@@ -180,9 +180,8 @@ async fn add_number(
             let new: NewNumber = body(&service, request).await?;
             service
                 .repo
-                .get::<Business>(&tables::single(tables::BUSINESS, &business_id))
-                .await?
-                .ok_or_else(|| BusinessError::UnknownObject(business_id.clone()))?;
+                .require::<Business>(tables::BUSINESS, &business_id)
+                .await?;
             let phone = courier_protocol::PhoneNumber::parse(&new.phone)
                 .map_err(|e| BusinessError::Invalid(format!("phone: {e}")))?
                 .to_string();
@@ -260,9 +259,8 @@ async fn create_token(
             let new: NewToken = body(&service, request).await?;
             service
                 .repo
-                .get::<Business>(&tables::single(tables::BUSINESS, &business_id))
-                .await?
-                .ok_or_else(|| BusinessError::UnknownObject(business_id.clone()))?;
+                .require::<Business>(tables::BUSINESS, &business_id)
+                .await?;
             let (token, hash) = ids::access_token()?;
             let now = service.clock.now_ms();
             let record = Token {

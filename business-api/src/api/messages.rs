@@ -34,9 +34,8 @@ pub async fn number_for(
 ) -> BusinessResult<Arc<NumberRuntime>> {
     let number = service
         .repo
-        .get::<crate::repo::model::PhoneNumber>(&tables::single(tables::NUMBER, id))
-        .await?
-        .ok_or_else(|| BusinessError::UnknownObject(id.to_owned()))?;
+        .require::<crate::repo::model::PhoneNumber>(tables::NUMBER, id)
+        .await?;
     caller.owns(&number.business_id, id)?;
     match service.runtime(id) {
         Some(runtime) => Ok(runtime),
@@ -139,6 +138,21 @@ fn answer(input: &str, wa_id: &str, wamid: &str, kind: &str) -> Value {
     })
 }
 
+/// What statuses of `wamid` are reported against (recipient, tracker).
+async fn record_sent(
+    runtime: &NumberRuntime,
+    wamid: &str,
+    sent: &SentMessage,
+) -> BusinessResult<()> {
+    runtime
+        .repo
+        .put(
+            &RecordKey::new(tables::SENT, &runtime.number.id, wamid),
+            sent,
+        )
+        .await
+}
+
 /// Durably accepts a message: its status record, then its outbox entry.
 async fn accept(
     runtime: &NumberRuntime,
@@ -154,13 +168,7 @@ async fn accept(
         accepted_ms: now,
         tracker,
     };
-    runtime
-        .repo
-        .put(
-            &RecordKey::new(tables::SENT, &runtime.number.id, wamid),
-            &sent,
-        )
-        .await?;
+    record_sent(runtime, wamid, &sent).await?;
     let message = OutboundMessage {
         wamid: wamid.to_owned(),
         to_user: contact.user_id.clone(),
@@ -190,13 +198,7 @@ async fn undeliverable(
         accepted_ms: now,
         tracker,
     };
-    runtime
-        .repo
-        .put(
-            &RecordKey::new(tables::SENT, &runtime.number.id, wamid),
-            &sent,
-        )
-        .await?;
+    record_sent(runtime, wamid, &sent).await?;
     runtime
         .hooks
         .statuses(

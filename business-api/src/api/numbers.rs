@@ -22,11 +22,7 @@ fn describe(number: &PhoneNumber) -> Value {
 }
 
 pub async fn get(service: &Service, caller: &Caller, id: &str) -> BusinessResult<Value> {
-    let number: PhoneNumber = service
-        .repo
-        .get(&tables::single(tables::NUMBER, id))
-        .await?
-        .ok_or_else(|| BusinessError::UnknownObject(id.to_owned()))?;
+    let number: PhoneNumber = service.repo.require(tables::NUMBER, id).await?;
     caller.owns(&number.business_id, id)?;
     Ok(describe(&number))
 }
@@ -53,10 +49,6 @@ pub async fn list(service: &Service, caller: &Caller, business_id: &str) -> Busi
 
 pub async fn business(service: &Service, caller: &Caller, id: &str) -> BusinessResult<Value> {
     caller.owns(id, id)?;
-    let business: Business = service
-        .repo
-        .get(&tables::single(tables::BUSINESS, id))
-        .await?
-        .ok_or_else(|| BusinessError::UnknownObject(id.to_owned()))?;
+    let business: Business = service.repo.require(tables::BUSINESS, id).await?;
     Ok(json!({ "id": business.id, "name": business.name }))
 }

@@ -189,11 +189,7 @@ async fn create(service: &Service, business_id: &str, call: &mut Call) -> Busine
         ));
     }
     check_components(&request.components)?;
-    let business: Business = service
-        .repo
-        .get(&tables::single(tables::BUSINESS, business_id))
-        .await?
-        .ok_or_else(|| BusinessError::UnknownObject(business_id.to_owned()))?;
+    let business: Business = service.repo.require(tables::BUSINESS, business_id).await?;
     let template = Template {
         id: crate::ids::object_id()?,
         business_id: business_id.to_owned(),

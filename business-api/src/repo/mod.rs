@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::clock::Millis;
-use crate::error::BusinessResult;
+use crate::error::{BusinessError, BusinessResult};
 use crate::seal::Sealer;
 
 /// The business store with sealing. Cheap to clone.
@@ -54,6 +54,14 @@ impl Repo {
             Some(sealed) => Ok(Some(self.open(&address(key), &sealed)?)),
             None => Ok(None),
         }
+    }
+
+    /// The single record `id` of `table`, which must exist: [`BusinessError::UnknownObject`]
+    /// otherwise (what the Graph API answers for an unknown or foreign id).
+    pub async fn require<T: DeserializeOwned>(&self, table: &str, id: &str) -> BusinessResult<T> {
+        self.get(&tables::single(table, id))
+            .await?
+            .ok_or_else(|| BusinessError::UnknownObject(id.to_owned()))
     }
 
     pub async fn put<T: Serialize>(&self, key: &RecordKey, value: &T) -> BusinessResult<()> {

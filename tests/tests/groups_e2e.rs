@@ -100,7 +100,11 @@ async fn members_read_each_others_group_messages_and_a_removed_member_cannot() {
         panic!("a stored group message is a group envelope");
     };
     assert_eq!(envelope.sender_user, alice.user_id().to_string());
-    match carol.receive_group_envelope(envelope.clone()).unwrap() {
+    match carol
+        .receive_group_envelope(envelope.clone())
+        .await
+        .unwrap()
+    {
         Some(Event::DecryptionFailed { .. }) => {}
         other => panic!("a removed member decrypted a later message: {other:?}"),
     }

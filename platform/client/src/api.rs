@@ -141,6 +141,16 @@ impl Api {
         json(self.authed(Method::GET, &path, credentials)).await
     }
 
+    /// The number and devices of `user`.
+    pub async fn lookup_user(
+        &self,
+        credentials: &Credentials,
+        user: courier_protocol::UserId,
+    ) -> ClientResult<DirectoryEntry> {
+        let path = format!("/v1/directory/users/{user}");
+        json(self.authed(Method::GET, &path, credentials)).await
+    }
+
     /// The pending verification code of `phone` (admin API).
     pub async fn pending_code(&self, admin_token: &str, phone: &str) -> ClientResult<PendingCode> {
         let path = format!("/admin/v1/verification-codes/{}", urlencode(phone));

@@ -31,7 +31,7 @@ use crate::groups::{
 };
 use crate::history::HistoryRecord;
 use crate::messenger::{Answer, Messenger, check_status};
-use crate::state::DeviceState;
+use crate::state::{DeviceState, PendingDelivery};
 
 /// Sender Key distributions in flight at once (each a `SendMessage` waiting for "sent").
 const DISTRIBUTION_CONCURRENCY: usize = 16;
@@ -44,28 +44,45 @@ pub(crate) const KEY_MESSAGE_PREFIX: &str = "sk-";
 impl Client {
     /// The stored description of a group, as of the last event or answer seen.
     pub fn group(&self, group: GroupId) -> Option<GroupInfo> {
-        self.state().groups.info(group).cloned()
+        self.state().groups().info(group).cloned()
     }
 
     /// Every group this device knows, in id order (including ones it has left).
     pub fn groups(&self) -> Vec<GroupInfo> {
-        self.state().groups.infos().cloned().collect()
+        self.state().groups().infos().cloned().collect()
     }
 
     /// Stores a description from an answer if it is newer than the stored one.
-    fn observe_group(&self, info: GroupInfo) -> ClientResult<()> {
-        let mut state = self.state();
-        let me = state.address().user;
-        if state.groups.observe_info(info, me) {
-            self.inner.file.save(&state)?;
+    async fn observe_group(&self, info: GroupInfo) -> ClientResult<()> {
+        let changed = {
+            let mut state = self.state();
+            let me = state.address().user;
+            // An unchanged group marked changed costs an extra item in the next save only.
+            state.groups_mut(info.id).observe_info(info, me)
+        };
+        if changed {
+            self.persist().await?;
         }
         Ok(())
     }
 
-    /// A group message: de-duplicated, decrypted with the sender device's key, recorded.
-    /// Public so that an envelope obtained another way (a backup, a test holding the server's
-    /// stored copy) goes through exactly the path a pushed one takes.
-    pub fn receive_group_envelope(
+    /// A group message: de-duplicated, decrypted with the sender device's key, recorded and
+    /// saved. Public so that an envelope obtained another way (a backup, a test holding the
+    /// server's stored copy) goes through exactly the path a pushed one takes.
+    pub async fn receive_group_envelope(
+        &self,
+        envelope: v1::GroupEnvelope,
+    ) -> ClientResult<Option<Event>> {
+        let event = self.receive_group_envelope_now(envelope)?;
+        if let Some(event) = &event {
+            self.handed_over(event);
+        }
+        self.persist().await?;
+        Ok(event)
+    }
+
+    /// [`Client::receive_group_envelope`] without the save (the caller saves).
+    pub(crate) fn receive_group_envelope_now(
         &self,
         envelope: v1::GroupEnvelope,
     ) -> ClientResult<Option<Event>> {
@@ -81,36 +98,53 @@ impl Client {
         let sender = DeviceAddress::new(user, envelope.sender_device);
         let id = envelope.client_message_id;
         let mut state = self.state();
-        if sender == state.address() || state.has_seen_group(group, sender, &id) {
-            // Our own message, or redelivered after a lost ack: recorded already.
+        if sender == state.address() {
+            // Our own message.
             return Ok(None);
         }
-        let text = state
-            .groups
-            .decrypt(group, sender, &envelope.ciphertext)
-            .and_then(|plaintext| match Content::decode(plaintext.as_slice()) {
-                Ok(Content {
-                    body: Some(content::Body::Text(text)),
-                    ..
-                }) => Ok(text.body),
-                Ok(_) => Err("unsupported content".to_owned()),
-                Err(error) => Err(format!("undecodable content: {error}")),
-            });
-        // History first, then the state that marks it seen (as for 1:1 messages).
-        if let Ok(text) = &text {
-            self.inner.history.append(&HistoryRecord::group_incoming(
-                &id,
-                envelope.timestamp_ms,
-                group.to_string(),
-                user.to_string(),
-                text,
-            ))?;
+        if state.has_seen_group(group, sender, &id) {
+            // Redelivered after a lost ack: recorded already; handed over again only if the
+            // application never had it.
+            return Ok(state
+                .pending(Some(group), sender, &id)
+                .and_then(crate::client::pending_event));
         }
-        state.remember_group(group, sender, &id);
-        self.inner.file.save(&state)?;
+        let decrypted = state
+            .groups_mut(group)
+            .decrypt(group, sender, &envelope.ciphertext);
+        let text = decrypted.and_then(|plaintext| match Content::decode(plaintext.as_slice()) {
+            Ok(Content {
+                body: Some(content::Body::Text(text)),
+                ..
+            }) => Ok((text.body, plaintext)),
+            Ok(_) => Err("unsupported content".to_owned()),
+            Err(error) => Err(format!("undecodable content: {error}")),
+        });
+        // History first, then the state that marks it seen (as for 1:1 messages).
+        match &text {
+            Ok((text, plaintext)) => {
+                self.inner.history.append(&HistoryRecord::group_incoming(
+                    &id,
+                    envelope.timestamp_ms,
+                    group.to_string(),
+                    user.to_string(),
+                    text,
+                ))?;
+                state.remember_pending(PendingDelivery {
+                    from: sender,
+                    group: Some(group),
+                    id: id.clone(),
+                    sent_at_ms: envelope.timestamp_ms,
+                    content: plaintext.clone(),
+                });
+            }
+            Err(_) => {
+                state.remember_group(group, sender, &id);
+            }
+        }
         drop(state);
         Ok(Some(match text {
-            Ok(text) => Event::GroupMessage {
+            Ok((text, _)) => Event::GroupMessage {
                 group,
                 from: user,
                 device: envelope.sender_device,
@@ -154,10 +188,10 @@ impl Client {
         };
         let mut state = self.state();
         let me = state.address().user;
-        if !state.groups.apply_event(&change, me) {
+        if !state.groups_mut(group).apply_event(&change, me) {
             return Ok(None);
         }
-        self.inner.file.save(&state)?;
+        drop(state);
         Ok(Some(Event::GroupEvent {
             group,
             revision: change.revision,
@@ -181,7 +215,7 @@ pub(crate) fn accept_sender_key(
         .map_err(|_| format!("sender key for a bad group id {:?}", key.group_id))?;
     let me = state.address();
     let not_member = state
-        .groups
+        .groups()
         .info(group)
         .is_some_and(|info| !info.is_member(me.user));
     if sender == me || not_member {
@@ -190,7 +224,7 @@ pub(crate) fn accept_sender_key(
     let distribution =
         Distribution::from_bytes(&key.distribution).map_err(|e| format!("bad sender key: {e}"))?;
     state
-        .groups
+        .groups_mut(group)
         .add_distribution(group, sender, &distribution)
         .map_err(|e| format!("bad sender key: {e}"))?;
     Ok(Some(Event::GroupKeyReceived {
@@ -261,9 +295,8 @@ impl Messenger {
             change: Some(group_update::Change::Leave(Leave {})),
         });
         self.group_request_optional(body).await?;
-        let mut state = self.client.state();
-        state.groups.drop_keys(group);
-        self.client.inner.file.save(&state)
+        self.client.state().groups_mut(group).drop_keys(group);
+        self.client.persist().await
     }
 
     pub async fn promote(&self, group: GroupId, members: &[UserId]) -> ClientResult<GroupInfo> {
@@ -382,14 +415,14 @@ impl Messenger {
                 message: format!("this user is not a member of group {group}"),
             });
         }
-        let action = {
-            let mut state = self.client.state();
-            let action = state.groups.prepare_sender(group)?;
-            if action != KeyAction::Kept {
-                self.client.inner.file.save(&state)?;
-            }
-            action
-        };
+        let action = self
+            .client
+            .state()
+            .groups_mut(group)
+            .prepare_sender(group)?;
+        if action != KeyAction::Kept {
+            self.client.persist().await?;
+        }
         if action != KeyAction::Kept {
             tracing::debug!(%group, ?action, "new sender key");
         }
@@ -419,13 +452,13 @@ impl Messenger {
             ..Default::default()
         }
         .encode_to_vec();
-        let ciphertext = {
-            let mut state = self.client.state();
-            let ciphertext = state.groups.encrypt(group, &plaintext)?;
-            // Saved before it leaves: a message key is never used twice after a crash.
-            self.client.inner.file.save(&state)?;
-            ciphertext
-        };
+        let ciphertext = self
+            .client
+            .state()
+            .groups_mut(group)
+            .encrypt(group, &plaintext)?;
+        // Saved before it leaves: a message key is never used twice after a crash.
+        self.client.persist().await?;
         let result = self
             .request(client_frame::Body::GroupSend(GroupSend {
                 group_id: group.to_string(),
@@ -454,7 +487,7 @@ impl Messenger {
         let me = self.client.address();
         let needing = |own: &[DeviceId]| {
             let state = self.client.state();
-            state.groups.users_needing_key(
+            state.groups().users_needing_key(
                 group,
                 me,
                 |user| Client::session_devices(&state, user),
@@ -475,7 +508,7 @@ impl Messenger {
         let (chain_id, distribution) = self
             .client
             .state()
-            .groups
+            .groups()
             .distribution(group)
             .ok_or_else(|| ClientError::Usage(format!("no sender key for group {group}")))?;
         let plaintext = Content {
@@ -496,21 +529,23 @@ impl Messenger {
             .collect()
             .await;
         let mut first_error = None;
-        let mut state = self.client.state();
-        for (user, result) in results {
-            match result {
-                Ok((_, devices)) => state
-                    .groups
-                    .record_distribution(group, chain_id, user, &devices),
-                Err(error) if unreachable(&error) => {
-                    tracing::warn!(%group, %user, %error, "member unreachable; sender key not sent");
-                }
-                Err(error) => {
-                    first_error.get_or_insert(error);
+        {
+            let mut state = self.client.state();
+            for (user, result) in results {
+                match result {
+                    Ok((_, devices)) => state
+                        .groups_mut(group)
+                        .record_distribution(group, chain_id, user, &devices),
+                    Err(error) if unreachable(&error) => {
+                        tracing::warn!(%group, %user, %error, "member unreachable; sender key not sent");
+                    }
+                    Err(error) => {
+                        first_error.get_or_insert(error);
+                    }
                 }
             }
         }
-        self.client.inner.file.save(&state)?;
+        self.client.persist().await?;
         match first_error {
             Some(error) => Err(error),
             None => Ok(()),
@@ -573,7 +608,7 @@ impl Messenger {
             return Ok(None);
         };
         let info = GroupInfo::from_wire(info)?;
-        self.client.observe_group(info.clone())?;
+        self.client.observe_group(info.clone()).await?;
         Ok(Some(info))
     }
 }

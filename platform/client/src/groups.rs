@@ -238,6 +238,20 @@ impl Groups {
         self.groups.get(&group)
     }
 
+    /// The ids of every group kept (with or without a description).
+    pub fn ids(&self) -> impl Iterator<Item = GroupId> + '_ {
+        self.groups.keys().copied()
+    }
+
+    /// Puts back a group loaded from a store.
+    pub(crate) fn insert(&mut self, group: GroupId, state: GroupState) {
+        self.groups.insert(group, state);
+    }
+
+    pub(crate) fn remove(&mut self, group: GroupId) {
+        self.groups.remove(&group);
+    }
+
     pub fn info(&self, group: GroupId) -> Option<&GroupInfo> {
         self.groups.get(&group).and_then(|g| g.info.as_ref())
     }

@@ -34,6 +34,10 @@ pub enum HistoryRecord {
         /// For an outgoing group message: the members it was sent to.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         recipients: Vec<String>,
+        /// A rich message (buttons, a list, a template, a reaction, a reply): the whole
+        /// `Content`, protobuf-encoded in base64, so that it can be answered later.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content: Option<String>,
     },
     /// A message this device sent changed status ("sent", "delivered", "read").
     Status {
@@ -58,7 +62,19 @@ impl HistoryRecord {
             group: false,
             sender: None,
             recipients: Vec::new(),
+            content: None,
         }
+    }
+
+    /// The same message with its whole `Content` kept (for rich messages).
+    pub fn with_content(mut self, message: &courier_protocol::v1::Content) -> Self {
+        use base64::Engine as _;
+        use prost::Message as _;
+        if let HistoryRecord::Message { content, .. } = &mut self {
+            *content =
+                Some(base64::engine::general_purpose::STANDARD.encode(message.encode_to_vec()));
+        }
+        self
     }
 
     /// A group message received from `sender`.
@@ -72,6 +88,7 @@ impl HistoryRecord {
             group: true,
             sender: Some(sender),
             recipients: Vec::new(),
+            content: None,
         }
     }
 
@@ -92,6 +109,7 @@ impl HistoryRecord {
             group: true,
             sender: None,
             recipients,
+            content: None,
         }
     }
 
@@ -106,12 +124,21 @@ impl HistoryRecord {
     }
 }
 
+fn decode_content(text: &str) -> Option<courier_protocol::v1::Content> {
+    use base64::Engine as _;
+    use prost::Message as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    courier_protocol::v1::Content::decode(bytes.as_slice()).ok()
+}
+
 fn is_false(value: &bool) -> bool {
     !*value
 }
 
 /// A message with its latest status, as shown by `courier history`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HistoryEntry {
     pub id: String,
     pub at_ms: u64,
@@ -124,6 +151,9 @@ pub struct HistoryEntry {
     /// For an incoming group message: the member who sent it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sender: Option<String>,
+    /// A rich message's whole `Content` (see [`HistoryRecord::Message`]).
+    #[serde(skip)]
+    pub content: Option<courier_protocol::v1::Content>,
     /// Outgoing group messages: who it went to, who has it, who read it.
     #[serde(skip)]
     recipients: BTreeSet<String>,
@@ -223,6 +253,7 @@ impl History {
                     group,
                     sender,
                     recipients,
+                    content,
                 } => {
                     // A message re-delivered after a crash may be appended twice.
                     let repeat = entries.iter().any(|e| {
@@ -240,6 +271,7 @@ impl History {
                         status: outgoing.then(|| "sending".to_owned()),
                         group,
                         sender,
+                        content: content.as_deref().and_then(decode_content),
                         recipients: recipients.into_iter().collect(),
                         delivered_by: BTreeSet::new(),
                         read_by: BTreeSet::new(),

@@ -11,7 +11,10 @@
 //! - [`connection`]: a raw gateway connection (binary protobuf frames over WebSocket), for
 //!   tests and the load harness.
 //! - [`api`]: the typed HTTP API (registration, keys, directory, admin).
-//! - [`state`]: the device's persisted state (keys, sessions, groups, seen message ids).
+//! - [`state`]: the device's state (keys, sessions, groups, seen message ids) and the
+//!   [`StateStore`]s that keep it durable item by item ([`StateFile`], [`MemoryStore`]).
+//! - [`rich`]: rich messages (reactions, replies, buttons, lists, templates): building,
+//!   summarising and answering them.
 //! - [`sessions`]: the current and previous sessions with one remote device.
 //! - [`history`]: the local message history with delivery statuses.
 //! - [`error`]: the error type, [`ClientError`].
@@ -29,12 +32,13 @@ pub mod group_chat;
 pub mod groups;
 pub mod history;
 pub mod messenger;
+pub mod rich;
 pub mod sessions;
 pub mod state;
 
 pub use api::{Api, Credentials};
-pub use client::{Client, Event, Messenger, ReceiptKind, Sent};
+pub use client::{Client, DeliveryHandler, Event, Messenger, ReceiptKind, Sent};
 pub use connection::{ConnectOptions, GatewayConnection, GatewayReceiver, GatewaySender, Incoming};
 pub use error::{ClientError, ClientResult};
 pub use groups::{GroupEventKind, GroupInfo, GroupMember, GroupSettings, MemberReceipt};
-pub use state::StateFile;
+pub use state::{MemoryStore, StateFile, StateStore};

@@ -18,7 +18,7 @@ use courier_protocol::{DeviceId, UserId};
 use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::client::{Client, Event, Sent, now_ms};
+use crate::client::{Client, DeliveryHandler, Event, Sent, now_ms};
 use crate::connection::{GatewayConnection, Incoming};
 use crate::error::{ClientError, ClientResult};
 use crate::history::HistoryRecord;
@@ -82,10 +82,12 @@ pub struct Messenger {
 }
 
 impl Messenger {
-    /// Starts the task that runs `connection`; events arrive on the receiver until it closes.
+    /// Starts the task that runs `connection`; events arrive on the receiver until it closes
+    /// (those of deliveries go to `handler` instead, if there is one).
     pub(crate) fn start(
         client: Client,
         connection: GatewayConnection,
+        handler: Option<Arc<dyn DeliveryHandler>>,
     ) -> (Messenger, mpsc::Receiver<Event>) {
         let (events_tx, events_rx) = mpsc::channel(1024);
         let (frames_tx, frames_rx) = mpsc::channel(256);
@@ -94,7 +96,10 @@ impl Messenger {
             client.clone(),
             connection,
             frames_rx,
-            events_tx,
+            Sink {
+                events: events_tx,
+                handler,
+            },
             Arc::clone(&pending),
         ));
         let messenger = Messenger {
@@ -116,23 +121,40 @@ impl Messenger {
     /// server has queued it ("sent").
     pub async fn send_text(&self, to: UserId, text: &str) -> ClientResult<Sent> {
         let id = uuid::Uuid::new_v4().to_string();
-        self.client.inner.history.append(&HistoryRecord::message(
-            &id,
-            now_ms(),
-            true,
-            to.to_string(),
-            text,
-        ))?;
-        let plaintext = Content {
+        let content = Content {
             body: Some(content::Body::Text(Text {
                 body: text.to_owned(),
             })),
             ..Default::default()
+        };
+        self.send_content_as(to, &id, content).await
+    }
+
+    /// Sends any message (`Content`: a text, a reply, a reaction, buttons, a list, a
+    /// template, an answer to one) under the client message id `id`; the device's push name
+    /// is added if it has one and the content names none. Sending again with the same id
+    /// after a crash is de-duplicated by the server (`Sent::duplicate`).
+    pub async fn send_content_as(
+        &self,
+        to: UserId,
+        id: &str,
+        mut content: Content,
+    ) -> ClientResult<Sent> {
+        if content.sender_name.is_empty()
+            && let Some(name) = self.client.sender_name()
+        {
+            content.sender_name = name;
         }
-        .encode_to_vec();
-        let (sent, _) = self.send_content(to, &id, &plaintext).await?;
+        let text = crate::rich::summary(&content);
+        let mut record = HistoryRecord::message(id, now_ms(), true, to.to_string(), &text);
+        if !crate::rich::is_plain_text(&content) {
+            record = record.with_content(&content);
+        }
+        self.client.inner.history.append(&record)?;
+        let plaintext = content.encode_to_vec();
+        let (sent, _) = self.send_content(to, id, &plaintext).await?;
         self.client.inner.history.append(&HistoryRecord::status(
-            &id,
+            id,
             sent.server_timestamp_ms,
             "sent",
             None,
@@ -153,7 +175,7 @@ impl Messenger {
         }
         // A device mismatch (the recipient added or replaced a device) is repaired and retried.
         for _ in 0..3 {
-            let ciphertexts = self.client.encrypt_for(to, plaintext)?;
+            let ciphertexts = self.client.encrypt_for(to, plaintext).await?;
             let devices: Vec<DeviceId> = ciphertexts.iter().map(|c| c.device_id).collect();
             let frame = client_frame::Body::Send(SendMessage {
                 recipient: to.to_string(),
@@ -172,7 +194,7 @@ impl Messenger {
                     return Ok((sent, devices));
                 }
                 Ok(ErrorCode::DeviceMismatch) => {
-                    self.client.drop_sessions(to, &result.stale_devices)?;
+                    self.client.drop_sessions(to, &result.stale_devices).await?;
                     if !result.missing_devices.is_empty() {
                         self.client
                             .ensure_sessions(to, Some(&result.missing_devices))
@@ -284,12 +306,35 @@ impl Messenger {
     }
 }
 
+/// Where events go: deliveries to the handler if there is one, everything else (and
+/// deliveries without a handler) to the application's receiver.
+struct Sink {
+    events: mpsc::Sender<Event>,
+    handler: Option<Arc<dyn DeliveryHandler>>,
+}
+
+impl Sink {
+    /// Hands `event` over; `Ok` means the application has it (for a delivery: it may be
+    /// acknowledged).
+    async fn hand_over(&self, event: Event) -> ClientResult<()> {
+        if event.is_delivery()
+            && let Some(handler) = &self.handler
+        {
+            return handler.deliver(&event).await;
+        }
+        self.events
+            .send(event)
+            .await
+            .map_err(|_| ClientError::Transport("event receiver dropped".into()))
+    }
+}
+
 /// Reads frames and writes queued client frames until the connection ends.
 async fn run_connection(
     client: Client,
     mut connection: GatewayConnection,
     mut frames: mpsc::Receiver<ClientFrame>,
-    events: mpsc::Sender<Event>,
+    sink: Sink,
     pending: Pending,
 ) {
     let end = loop {
@@ -309,7 +354,7 @@ async fn run_connection(
                     Ok(Incoming::Closed { code, reason }) => break Event::Closed { code, reason },
                     Err(error) => break Event::Closed { code: 1006, reason: error.to_string() },
                 };
-                match handle_frame(&client, &mut connection, &events, &pending, frame).await {
+                match handle_frame(&client, &mut connection, &sink, &pending, frame).await {
                     Ok(()) => {}
                     Err(error) => break Event::Closed { code: 1006, reason: error.to_string() },
                 }
@@ -321,13 +366,13 @@ async fn run_connection(
         let _ = waiter.send(Err(ClientError::Transport("connection closed".into())));
     }
     // The application may have stopped listening; the connection is over either way.
-    let _ = events.send(end).await;
+    let _ = sink.events.send(end).await;
 }
 
 async fn handle_frame(
     client: &Client,
     connection: &mut GatewayConnection,
-    events: &mpsc::Sender<Event>,
+    sink: &Sink,
     pending: &Pending,
     frame: courier_protocol::v1::ServerFrame,
 ) -> ClientResult<()> {
@@ -366,11 +411,12 @@ async fn handle_frame(
         }
         server_frame::Body::Delivery(delivery) => {
             let seq = delivery.seq;
+            // Decrypted and saved (with the message kept until handed over) before anything else.
             let event = match delivery.content {
-                Some(content) => client.receive(content)?,
+                Some(content) => client.receive(content).await?,
                 None => None,
             };
-            if let Some(keys) = client.replenish_if_low()? {
+            if let Some(keys) = client.replenish_if_low().await? {
                 let api = client.api().clone();
                 let credentials = client.credentials();
                 tokio::spawn(async move {
@@ -380,10 +426,11 @@ async fn handle_frame(
                 });
             }
             // The event is handed over before the ack: an ack means "the application has it".
-            if let Some(event) = event
-                && events.send(event).await.is_err()
-            {
-                return Err(ClientError::Transport("event receiver dropped".into()));
+            // That it was handed over goes to the store with the next save: until then the
+            // stored copy is harmless, since only a delivery without an ack comes again.
+            if let Some(event) = event {
+                sink.hand_over(event.clone()).await?;
+                client.handed_over(&event);
             }
             let ack = ClientFrame {
                 request_id: 0,
@@ -408,10 +455,8 @@ async fn handle_frame(
         }
         server_frame::Body::Welcome(_) | server_frame::Body::Pong(_) => None,
     };
-    if let Some(event) = event
-        && events.send(event).await.is_err()
-    {
-        return Err(ClientError::Transport("event receiver dropped".into()));
+    match event {
+        Some(event) => sink.hand_over(event).await,
+        None => Ok(()),
     }
-    Ok(())
 }

@@ -1,17 +1,55 @@
-//! What a device keeps on its own disk: credentials, private keys, sessions, groups with their
-//! Sender Keys, and the ids of messages already seen (so a redelivered message is shown once).
+//! What a device keeps: credentials, private keys, sessions, groups with their Sender Keys,
+//! contacts, the ids of messages already seen (so a redelivered message is shown once) and the
+//! messages not yet handed to the application.
 //!
-//! The state is one JSON file written atomically (a temporary file renamed over the old one,
-//! readable by the owner only). It holds private keys in the clear: protecting the directory is
-//! the operating system's job, as for any local key store without a hardware keystore.
-//! Without a directory ([`StateFile::memory`]) nothing is written, for tests and load agents.
+//! # Persistence: a store of items, saved incrementally
+//!
+//! A [`Client`](crate::Client) holds its [`DeviceState`] in memory and a [`StateStore`] that
+//! keeps it durable. The state is a set of independent items ([`StateItem`]) under keys
+//! ([`StateKey`]):
+//!
+//! | key | item | written when |
+//! |---|---|---|
+//! | `core` | [`CoreState`]: server, phone, credentials, identity, signed prekeys, counters, sender name | registration, prekey replenishment, profile change |
+//! | `prekey/<id>` | one one-time prekey pair | generated (100 at a time); deleted when a PreKey message consumes it |
+//! | `session/<user>.<device>` | the [`SessionSet`] with one remote device | every encrypt to and decrypt from that device |
+//! | `contact/<phone>` | the user id of a phone number | a directory lookup |
+//! | `group/<id>` | one group's [`GroupState`](crate::groups::GroupState) | group events, key distribution, group encrypt/decrypt |
+//! | `seen/<mark>` | a [`SeenMark`]: order, and the message itself until it was handed over | every received message; deleted 50,000 messages later |
+//!
+//! Every mutation marks its keys changed. A save ([`StateStore::save`]) gets a [`StateChange`]:
+//! exactly the keys changed since the previous save, each with its current value or `None`
+//! (deleted). So one encrypt writes one `session/…` item, one decrypt writes its session, its
+//! seen mark and perhaps a consumed `prekey/…`, whatever the number of sessions.
+//!
+//! Rules the client keeps ([`crate::client`]):
+//! - **Durable first.** A change is saved before the ciphertext it concerns leaves the device
+//!   (a message key is never used twice after a crash) and before a delivery is acknowledged.
+//! - **One save at a time, newest values.** Saves are serialized by an async lock; a save takes
+//!   the changed keys with their values at that moment, under the state lock, then writes them
+//!   without holding it. An operation waits until a save that started after its own mutation
+//!   has finished, so concurrent operations share one save (group commit) and an older value
+//!   can never be written after a newer one.
+//! - **A failed save is retried**: its keys are marked changed again, and the operation that
+//!   needed it fails.
+//!
+//! Implementations: [`StateFile`] (the CLI's `device.json`, written whole), [`MemoryStore`]
+//! (items in memory); the business API keeps the items in its own database. All pass the
+//! [`conformance`] suite.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+mod change;
+pub mod conformance;
+mod file;
+mod memory;
+mod store;
 
-use courier_crypto::{IdentityKeyPair, MemoryPreKeyStore};
-use courier_protocol::{DeviceAddress, GroupId, UserId};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use courier_crypto::{
+    CryptoError, IdentityKeyPair, MemoryPreKeyStore, OneTimePreKeyPair, PreKeyStore, Session,
+    SignedPreKeyPair,
+};
+use courier_protocol::{DeviceAddress, DeviceId, GroupId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::api::Credentials;
@@ -19,36 +57,82 @@ use crate::error::{ClientError, ClientResult};
 use crate::groups::Groups;
 use crate::sessions::SessionSet;
 
+pub use change::{
+    CoreState, PendingDelivery, SeenMark, StateChange, StateItem, StateKey, parse_address,
+};
+pub use file::{StateFile, write_atomically};
+pub use memory::MemoryStore;
+pub use store::StateStore;
+
 /// How many (sender device, message id) pairs are remembered for de-duplication.
 pub const SEEN_CAPACITY: usize = 50_000;
 
-/// Everything a registered device knows.
-#[derive(Serialize, Deserialize)]
+/// Everything a registered device knows. The serde form is the CLI's `device.json`.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct DeviceState {
-    pub server: String,
-    pub phone: String,
-    pub credentials: Credentials,
-    pub identity: IdentityKeyPair,
-    pub prekeys: MemoryPreKeyStore,
-    pub signed_prekey_id: u32,
-    pub next_one_time_id: u32,
+    server: String,
+    phone: String,
+    credentials: Credentials,
+    identity: IdentityKeyPair,
+    prekeys: MemoryPreKeyStore,
+    signed_prekey_id: u32,
+    next_one_time_id: u32,
+    /// The push name put on every outgoing message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sender_name: Option<String>,
     /// Sessions by remote device address (`<user>.<device>`).
-    pub sessions: BTreeMap<String, SessionSet>,
+    sessions: BTreeMap<String, SessionSet>,
     /// Phone number -> user id, learned from the directory.
     #[serde(default)]
-    pub contacts: BTreeMap<String, UserId>,
+    contacts: BTreeMap<String, UserId>,
     /// Groups by id: last description, own Sender Key, other members' Sender Keys.
     #[serde(default)]
-    pub groups: Groups,
+    groups: Groups,
     /// Seen 1:1 messages as `<user>.<device>/<id>`, group messages as
-    /// `<group>/<user>.<device>/<id>`; one capacity for both.
+    /// `<group>/<user>.<device>/<id>`; one capacity for both. Oldest first.
     #[serde(default)]
     seen_order: VecDeque<String>,
+    /// Seen messages not yet handed to the application, by mark.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pending: BTreeMap<String, PendingDelivery>,
+    /// Mark -> its seq.
     #[serde(skip)]
-    seen: HashSet<String>,
+    seen: HashMap<String, u64>,
+    #[serde(skip)]
+    next_seen_seq: u64,
+    /// Keys changed since the last save was taken.
+    #[serde(skip)]
+    dirty: BTreeSet<StateKey>,
+    /// Counts mutations; a save covers every mutation up to the version it was taken at.
+    #[serde(skip)]
+    version: u64,
+}
+
+impl std::fmt::Debug for DeviceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceState")
+            .field("address", &self.address())
+            .field("sessions", &self.sessions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The session keys of `user`'s devices, as a range of the sessions map.
+fn user_range(user: UserId) -> std::ops::Range<String> {
+    // '/' follows '.', so this covers exactly the keys starting with "<user>.".
+    format!("{user}.")..format!("{user}/")
+}
+
+fn mark(sender: DeviceAddress, message_id: &str) -> String {
+    format!("{sender}/{message_id}")
+}
+
+fn group_mark(group: GroupId, sender: DeviceAddress, message_id: &str) -> String {
+    format!("{group}/{sender}/{message_id}")
 }
 
 impl DeviceState {
+    /// A new device's state; every item counts as changed (the first save writes them all).
     pub fn new(
         server: String,
         phone: String,
@@ -58,7 +142,7 @@ impl DeviceState {
         signed_prekey_id: u32,
         next_one_time_id: u32,
     ) -> Self {
-        DeviceState {
+        let mut state = DeviceState {
             server,
             phone,
             credentials,
@@ -66,32 +150,270 @@ impl DeviceState {
             prekeys,
             signed_prekey_id,
             next_one_time_id,
+            sender_name: None,
             sessions: BTreeMap::new(),
             contacts: BTreeMap::new(),
             groups: Groups::default(),
             seen_order: VecDeque::new(),
-            seen: HashSet::new(),
+            pending: BTreeMap::new(),
+            seen: HashMap::new(),
+            next_seen_seq: 0,
+            dirty: BTreeSet::new(),
+            version: 0,
+        };
+        for item in state.items() {
+            state.touch(item.key());
         }
+        state
     }
+
+    // ---- reading ------------------------------------------------------------------------------
 
     pub fn address(&self) -> DeviceAddress {
         self.credentials.address
     }
 
-    /// Whether this message was received before.
-    pub fn has_seen(&self, sender: DeviceAddress, message_id: &str) -> bool {
-        self.seen.contains(&format!("{sender}/{message_id}"))
+    pub fn server(&self) -> &str {
+        &self.server
     }
 
-    /// Records a message as received; `false` if it was recorded before.
-    pub fn remember(&mut self, sender: DeviceAddress, message_id: &str) -> bool {
-        self.remember_key(format!("{sender}/{message_id}"))
+    pub fn phone(&self) -> &str {
+        &self.phone
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    pub fn identity(&self) -> &IdentityKeyPair {
+        &self.identity
+    }
+
+    pub fn sender_name(&self) -> Option<&str> {
+        self.sender_name.as_deref()
+    }
+
+    pub fn prekeys(&self) -> &MemoryPreKeyStore {
+        &self.prekeys
+    }
+
+    pub fn next_one_time_id(&self) -> u32 {
+        self.next_one_time_id
+    }
+
+    /// Sessions by remote device address (`<user>.<device>`).
+    pub fn sessions(&self) -> &BTreeMap<String, SessionSet> {
+        &self.sessions
+    }
+
+    /// The devices of `user` this device has sessions with.
+    pub fn session_devices(&self, user: UserId) -> Vec<DeviceId> {
+        self.sessions
+            .range(user_range(user))
+            .filter_map(|(key, _)| Some(parse_address(key)?.device))
+            .collect()
+    }
+
+    pub fn contacts(&self) -> &BTreeMap<String, UserId> {
+        &self.contacts
+    }
+
+    pub fn groups(&self) -> &Groups {
+        &self.groups
+    }
+
+    /// Whether this message was received before.
+    pub fn has_seen(&self, sender: DeviceAddress, message_id: &str) -> bool {
+        self.seen.contains_key(&mark(sender, message_id))
     }
 
     /// Whether this group message was received before.
     pub fn has_seen_group(&self, group: GroupId, sender: DeviceAddress, message_id: &str) -> bool {
         self.seen
-            .contains(&format!("{group}/{sender}/{message_id}"))
+            .contains_key(&group_mark(group, sender, message_id))
+    }
+
+    /// A message received but not yet handed to the application.
+    pub fn pending(
+        &self,
+        group: Option<GroupId>,
+        sender: DeviceAddress,
+        message_id: &str,
+    ) -> Option<&PendingDelivery> {
+        let key = match group {
+            Some(group) => group_mark(group, sender, message_id),
+            None => mark(sender, message_id),
+        };
+        self.pending.get(&key)
+    }
+
+    /// The seen marks, oldest first.
+    pub fn seen_marks(&self) -> impl Iterator<Item = &str> {
+        self.seen_order.iter().map(String::as_str)
+    }
+
+    // ---- changing (every mutation marks its keys) ---------------------------------------------
+
+    fn touch(&mut self, key: StateKey) {
+        self.dirty.insert(key);
+        self.version += 1;
+    }
+
+    /// The current value of `key` (`None`: there is no such item).
+    fn item(&self, key: &StateKey) -> Option<StateItem> {
+        Some(match key {
+            StateKey::Core => StateItem::Core(Box::new(self.core())),
+            StateKey::OneTimePreKey(id) => {
+                StateItem::OneTimePreKey(self.prekeys.one_time_prekey(*id)?)
+            }
+            StateKey::Session(address) => StateItem::Session {
+                address: *address,
+                sessions: Box::new(self.sessions.get(&session_key(*address))?.clone()),
+            },
+            StateKey::Contact(phone) => StateItem::Contact {
+                phone: phone.clone(),
+                user: *self.contacts.get(phone)?,
+            },
+            StateKey::Group(id) => StateItem::Group {
+                id: *id,
+                state: Box::new(self.groups.get(*id)?.clone()),
+            },
+            StateKey::Seen(mark) => StateItem::Seen(SeenMark {
+                seq: *self.seen.get(mark)?,
+                mark: mark.clone(),
+                pending: self.pending.get(mark).cloned(),
+            }),
+        })
+    }
+
+    fn core(&self) -> CoreState {
+        CoreState {
+            server: self.server.clone(),
+            phone: self.phone.clone(),
+            credentials: self.credentials.clone(),
+            identity: self.identity.clone(),
+            signed_prekeys: self.prekeys.signed_prekeys().cloned().collect(),
+            signed_prekey_id: self.signed_prekey_id,
+            next_one_time_id: self.next_one_time_id,
+            sender_name: self.sender_name.clone(),
+        }
+    }
+
+    pub(crate) fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The change a save writes (the keys changed so far, current values) and the version it
+    /// covers; the keys count as saved from now on.
+    pub(crate) fn take_change(&mut self) -> (StateChange, u64) {
+        let keys = std::mem::take(&mut self.dirty);
+        let items = keys
+            .into_iter()
+            .map(|key| {
+                let item = self.item(&key);
+                (key, item)
+            })
+            .collect();
+        (StateChange { items }, self.version)
+    }
+
+    /// A save of these keys failed: they are written with the next one.
+    pub(crate) fn mark_unsaved(&mut self, change: &StateChange) {
+        self.dirty.extend(change.items.keys().cloned());
+    }
+
+    pub(crate) fn set_sender_name(&mut self, name: Option<String>) {
+        self.sender_name = name;
+        self.touch(StateKey::Core);
+    }
+
+    pub(crate) fn add_contact(&mut self, phone: String, user: UserId) {
+        self.touch(StateKey::Contact(phone.clone()));
+        self.contacts.insert(phone, user);
+    }
+
+    /// The sessions with `address`, counted as changed.
+    pub(crate) fn session_mut(&mut self, address: DeviceAddress) -> Option<&mut SessionSet> {
+        let key = session_key(address);
+        if !self.sessions.contains_key(&key) {
+            return None;
+        }
+        self.touch(StateKey::Session(address));
+        self.sessions.get_mut(&key)
+    }
+
+    /// The sessions with every device of `user`, each counted as changed.
+    pub(crate) fn user_sessions_mut(
+        &mut self,
+        user: UserId,
+    ) -> impl Iterator<Item = (DeviceId, &mut SessionSet)> {
+        let touched: Vec<DeviceAddress> = self
+            .sessions
+            .range(user_range(user))
+            .filter_map(|(key, _)| parse_address(key))
+            .collect();
+        for address in touched {
+            self.touch(StateKey::Session(address));
+        }
+        self.sessions
+            .range_mut(user_range(user))
+            .filter_map(|(key, set)| Some((parse_address(key)?.device, set)))
+    }
+
+    /// Makes `session` the current one with `address` (keeping the old one as a previous).
+    pub(crate) fn install_session(&mut self, address: DeviceAddress, session: Session) {
+        self.touch(StateKey::Session(address));
+        match self.sessions.get_mut(&session_key(address)) {
+            Some(set) => set.install(session),
+            None => {
+                self.sessions
+                    .insert(session_key(address), SessionSet::new(session));
+            }
+        }
+    }
+
+    pub(crate) fn remove_session(&mut self, address: DeviceAddress) {
+        if self.sessions.remove(&session_key(address)).is_some() {
+            self.touch(StateKey::Session(address));
+        }
+    }
+
+    /// Accepts a PreKey message as a new session (not installed); a consumed one-time prekey
+    /// counts as changed.
+    pub(crate) fn accept_session(
+        &mut self,
+        body: &[u8],
+    ) -> Result<(Session, Vec<u8>), CryptoError> {
+        let mut tracked = TrackedPreKeys {
+            inner: &mut self.prekeys,
+            taken: None,
+        };
+        let accepted = Session::accept(&self.identity, &mut tracked, body);
+        if let Some(id) = tracked.taken {
+            self.touch(StateKey::OneTimePreKey(id));
+        }
+        accepted
+    }
+
+    /// Adds freshly generated one-time prekeys; the next batch starts at `next_id`.
+    pub(crate) fn add_one_time_prekeys(&mut self, keys: Vec<OneTimePreKeyPair>, next_id: u32) {
+        for key in &keys {
+            self.touch(StateKey::OneTimePreKey(key.id));
+        }
+        self.prekeys.add_one_time_prekeys(keys);
+        self.next_one_time_id = next_id;
+        self.touch(StateKey::Core);
+    }
+
+    /// The groups, with `group` counted as changed (every change of the groups concerns one).
+    pub(crate) fn groups_mut(&mut self, group: GroupId) -> &mut Groups {
+        self.touch(StateKey::Group(group));
+        &mut self.groups
+    }
+
+    /// Records a message as received; `false` if it was recorded before.
+    pub fn remember(&mut self, sender: DeviceAddress, message_id: &str) -> bool {
+        self.remember_key(mark(sender, message_id))
     }
 
     /// Records a group message as received; `false` if it was recorded before.
@@ -101,25 +423,239 @@ impl DeviceState {
         sender: DeviceAddress,
         message_id: &str,
     ) -> bool {
-        self.remember_key(format!("{group}/{sender}/{message_id}"))
+        self.remember_key(group_mark(group, sender, message_id))
+    }
+
+    /// Records a message as received and keeps it until [`Self::handed_over`] says the
+    /// application has it; `false` if it was recorded before.
+    pub(crate) fn remember_pending(&mut self, delivery: PendingDelivery) -> bool {
+        let key = match delivery.group {
+            Some(group) => group_mark(group, delivery.from, &delivery.id),
+            None => mark(delivery.from, &delivery.id),
+        };
+        if !self.remember_key(key.clone()) {
+            return false;
+        }
+        self.pending.insert(key, delivery);
+        true
+    }
+
+    /// The application has this message: it is no longer kept. Saved with the next save.
+    pub(crate) fn handed_over(&mut self, group: Option<GroupId>, sender: DeviceAddress, id: &str) {
+        let key = match group {
+            Some(group) => group_mark(group, sender, id),
+            None => mark(sender, id),
+        };
+        if self.pending.remove(&key).is_some() {
+            self.touch(StateKey::Seen(key));
+        }
     }
 
     fn remember_key(&mut self, key: String) -> bool {
-        if self.seen.contains(&key) {
+        if self.seen.contains_key(&key) {
             return false;
         }
         if self.seen_order.len() >= SEEN_CAPACITY
             && let Some(oldest) = self.seen_order.pop_front()
         {
             self.seen.remove(&oldest);
+            self.pending.remove(&oldest);
+            self.touch(StateKey::Seen(oldest));
         }
-        self.seen.insert(key.clone());
-        self.seen_order.push_back(key);
+        self.seen.insert(key.clone(), self.next_seen_seq);
+        self.next_seen_seq += 1;
+        self.seen_order.push_back(key.clone());
+        self.touch(StateKey::Seen(key));
         true
     }
 
+    /// After deserializing the file: the index and seqs of the seen marks.
     fn rebuild_index(&mut self) {
-        self.seen = self.seen_order.iter().cloned().collect();
+        self.seen = self
+            .seen_order
+            .iter()
+            .enumerate()
+            .map(|(seq, key)| (key.clone(), seq as u64))
+            .collect();
+        self.next_seen_seq = self.seen_order.len() as u64;
+        self.pending.retain(|key, _| self.seen.contains_key(key));
+    }
+
+    // ---- items ----------------------------------------------------------------------------------
+
+    /// Every item of this state (what a first save writes).
+    pub fn items(&self) -> Vec<StateItem> {
+        let mut keys = vec![StateKey::Core];
+        keys.extend(
+            self.prekeys
+                .one_time_prekeys()
+                .map(|key| StateKey::OneTimePreKey(key.id)),
+        );
+        keys.extend(
+            self.sessions
+                .keys()
+                .filter_map(|key| parse_address(key))
+                .map(StateKey::Session),
+        );
+        keys.extend(self.contacts.keys().cloned().map(StateKey::Contact));
+        keys.extend(self.groups.ids().map(StateKey::Group));
+        keys.extend(self.seen_order.iter().cloned().map(StateKey::Seen));
+        keys.iter().filter_map(|key| self.item(key)).collect()
+    }
+
+    /// A state assembled from stored items (in any order); there must be a `core` item.
+    pub fn from_items(items: impl IntoIterator<Item = StateItem>) -> ClientResult<DeviceState> {
+        let mut core = None;
+        let mut rest = Vec::new();
+        for item in items {
+            match item {
+                StateItem::Core(found) => core = Some(found),
+                other => rest.push(other),
+            }
+        }
+        let core = core.ok_or_else(|| ClientError::Storage("the state has no core item".into()))?;
+        let mut state = DeviceState::from_core(*core);
+        let mut change = StateChange::default();
+        for item in rest {
+            change.items.insert(item.key(), Some(item));
+        }
+        state.apply(&change);
+        Ok(state)
+    }
+
+    fn from_core(core: CoreState) -> DeviceState {
+        let mut prekeys = MemoryPreKeyStore::new();
+        for key in core.signed_prekeys {
+            prekeys.add_signed_prekey(key);
+        }
+        DeviceState {
+            server: core.server,
+            phone: core.phone,
+            credentials: core.credentials,
+            identity: core.identity,
+            prekeys,
+            signed_prekey_id: core.signed_prekey_id,
+            next_one_time_id: core.next_one_time_id,
+            sender_name: core.sender_name,
+            sessions: BTreeMap::new(),
+            contacts: BTreeMap::new(),
+            groups: Groups::default(),
+            seen_order: VecDeque::new(),
+            pending: BTreeMap::new(),
+            seen: HashMap::new(),
+            next_seen_seq: 0,
+            dirty: BTreeSet::new(),
+            version: 0,
+        }
+    }
+
+    /// Applies a saved change, as a store that keeps the whole state does. Nothing counts as
+    /// changed afterwards.
+    pub fn apply(&mut self, change: &StateChange) {
+        let mut new_marks = Vec::new();
+        for (key, item) in &change.items {
+            match (key, item) {
+                (StateKey::Core, Some(StateItem::Core(core))) => self.apply_core(core),
+                (StateKey::OneTimePreKey(_), Some(StateItem::OneTimePreKey(pair))) => {
+                    self.prekeys.add_one_time_prekeys([pair.clone()]);
+                }
+                (StateKey::OneTimePreKey(id), None) => {
+                    self.prekeys.take_one_time_prekey(*id);
+                }
+                (StateKey::Session(address), Some(StateItem::Session { sessions, .. })) => {
+                    self.sessions
+                        .insert(session_key(*address), (**sessions).clone());
+                }
+                (StateKey::Session(address), None) => {
+                    self.sessions.remove(&session_key(*address));
+                }
+                (StateKey::Contact(phone), Some(StateItem::Contact { user, .. })) => {
+                    self.contacts.insert(phone.clone(), *user);
+                }
+                (StateKey::Contact(phone), None) => {
+                    self.contacts.remove(phone);
+                }
+                (StateKey::Group(id), Some(StateItem::Group { state, .. })) => {
+                    self.groups.insert(*id, (**state).clone());
+                }
+                (StateKey::Group(id), None) => self.groups.remove(*id),
+                (StateKey::Seen(mark), Some(StateItem::Seen(seen))) => {
+                    match &seen.pending {
+                        Some(pending) => self.pending.insert(mark.clone(), pending.clone()),
+                        None => self.pending.remove(mark),
+                    };
+                    if !self.seen.contains_key(mark) {
+                        new_marks.push(seen);
+                    }
+                }
+                (StateKey::Seen(mark), None) => {
+                    if self.seen.remove(mark).is_some() {
+                        self.pending.remove(mark);
+                        match self.seen_order.front() {
+                            Some(front) if front == mark => {
+                                self.seen_order.pop_front();
+                            }
+                            _ => self.seen_order.retain(|m| m != mark),
+                        }
+                    }
+                }
+                (key, Some(item)) => {
+                    tracing::warn!(%key, item = %item.key(), "state item under the wrong key; ignored");
+                }
+                (StateKey::Core, None) => {
+                    tracing::warn!("a change deleting the core of the state; ignored");
+                }
+            }
+        }
+        // New marks join in their order, so that the oldest are still forgotten first.
+        new_marks.sort_by_key(|seen| seen.seq);
+        for seen in new_marks {
+            self.seen.insert(seen.mark.clone(), seen.seq);
+            self.seen_order.push_back(seen.mark.clone());
+            self.next_seen_seq = self.next_seen_seq.max(seen.seq + 1);
+        }
+        self.dirty.clear();
+    }
+
+    fn apply_core(&mut self, core: &CoreState) {
+        self.server = core.server.clone();
+        self.phone = core.phone.clone();
+        self.credentials = core.credentials.clone();
+        self.identity = core.identity.clone();
+        let old: Vec<u32> = self.prekeys.signed_prekeys().map(|key| key.id).collect();
+        for id in old {
+            self.prekeys.remove_signed_prekey(id);
+        }
+        for key in &core.signed_prekeys {
+            self.prekeys.add_signed_prekey(key.clone());
+        }
+        self.signed_prekey_id = core.signed_prekey_id;
+        self.next_one_time_id = core.next_one_time_id;
+        self.sender_name = core.sender_name.clone();
+    }
+}
+
+/// The prekeys of a device, noting which one-time prekey a PreKey message consumed.
+struct TrackedPreKeys<'a> {
+    inner: &'a mut MemoryPreKeyStore,
+    taken: Option<u32>,
+}
+
+impl PreKeyStore for TrackedPreKeys<'_> {
+    fn signed_prekey(&self, id: u32) -> Option<SignedPreKeyPair> {
+        self.inner.signed_prekey(id)
+    }
+
+    fn one_time_prekey(&self, id: u32) -> Option<OneTimePreKeyPair> {
+        self.inner.one_time_prekey(id)
+    }
+
+    fn take_one_time_prekey(&mut self, id: u32) -> Option<OneTimePreKeyPair> {
+        let taken = self.inner.take_one_time_prekey(id);
+        if taken.is_some() {
+            self.taken = Some(id);
+        }
+        taken
     }
 }
 
@@ -127,232 +663,5 @@ pub fn session_key(address: DeviceAddress) -> String {
     address.to_string()
 }
 
-/// Where the state lives.
-#[derive(Clone, Debug)]
-pub struct StateFile {
-    dir: Option<PathBuf>,
-}
-
-const STATE_FILE: &str = "device.json";
-
-impl StateFile {
-    /// State kept in `dir` (created if missing).
-    pub fn at(dir: impl Into<PathBuf>) -> Self {
-        StateFile {
-            dir: Some(dir.into()),
-        }
-    }
-
-    /// State kept in memory only.
-    pub fn memory() -> Self {
-        StateFile { dir: None }
-    }
-
-    pub fn dir(&self) -> Option<&Path> {
-        self.dir.as_deref()
-    }
-
-    pub fn load(&self) -> ClientResult<Option<DeviceState>> {
-        let Some(dir) = &self.dir else {
-            return Ok(None);
-        };
-        let path = dir.join(STATE_FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(storage(&path, error)),
-        };
-        let mut state: DeviceState = serde_json::from_str(&text)
-            .map_err(|e| ClientError::Storage(format!("{}: {e}", path.display())))?;
-        state.rebuild_index();
-        Ok(Some(state))
-    }
-
-    pub fn save(&self, state: &DeviceState) -> ClientResult<()> {
-        let Some(dir) = &self.dir else {
-            return Ok(());
-        };
-        let json = serde_json::to_vec(state)
-            .map_err(|e| ClientError::Storage(format!("cannot encode state: {e}")))?;
-        write_atomically(&dir.join(STATE_FILE), &json)
-    }
-}
-
-fn storage(path: &Path, error: std::io::Error) -> ClientError {
-    ClientError::Storage(format!("{}: {error}", path.display()))
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename, owner-readable only.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> ClientResult<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| storage(parent, e))?;
-    }
-    let temporary = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&temporary)
-        .map_err(|e| storage(&temporary, e))?;
-    file.write_all(bytes).map_err(|e| storage(&temporary, e))?;
-    file.sync_all().map_err(|e| storage(&temporary, e))?;
-    std::fs::rename(&temporary, path).map_err(|e| storage(path, e))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> DeviceState {
-        let identity = IdentityKeyPair::generate().unwrap();
-        DeviceState::new(
-            "http://x".into(),
-            "+15550100001".into(),
-            Credentials {
-                address: DeviceAddress::new(UserId::random(), 1),
-                password: "pw".into(),
-            },
-            identity,
-            MemoryPreKeyStore::new(),
-            1,
-            1,
-        )
-    }
-
-    #[test]
-    fn state_survives_a_save_and_load_with_its_seen_ids() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = StateFile::at(dir.path());
-        let mut state = sample();
-        let sender = DeviceAddress::new(UserId::random(), 2);
-        assert!(!state.has_seen(sender, "m1"));
-        assert!(state.remember(sender, "m1"));
-        assert!(!state.remember(sender, "m1"));
-        file.save(&state).unwrap();
-        let mut loaded = file.load().unwrap().unwrap();
-        assert_eq!(loaded.identity.public(), state.identity.public());
-        assert!(loaded.has_seen(sender, "m1"), "seen ids persist");
-        assert!(loaded.remember(sender, "m2"));
-    }
-
-    #[test]
-    fn memory_state_writes_nothing() {
-        let file = StateFile::memory();
-        file.save(&sample()).unwrap();
-        assert!(file.load().unwrap().is_none());
-    }
-
-    #[test]
-    fn groups_and_their_keys_survive_a_save_and_load() {
-        use crate::groups::{GroupChange, GroupEventKind, GroupInfo, GroupMember, GroupSettings};
-        use courier_crypto::{GroupSender, SenderKeyDistribution};
-
-        let dir = tempfile::tempdir().unwrap();
-        let file = StateFile::at(dir.path());
-        let mut state = sample();
-        let me = state.address();
-        let bob = DeviceAddress::new(UserId::random(), 3);
-        let group = GroupId::random();
-        let info = GroupInfo {
-            id: group,
-            subject: "friends".into(),
-            members: [me.user, bob.user]
-                .into_iter()
-                .map(|user| GroupMember {
-                    user,
-                    admin: user == me.user,
-                    joined_at_ms: 10,
-                })
-                .collect(),
-            settings: GroupSettings {
-                only_admins_edit_info: true,
-                only_admins_add_members: false,
-            },
-            invite_code: Some("abc".into()),
-            revision: 4,
-            size_limit: 256,
-            created_by: Some(me.user),
-            created_at_ms: 10,
-        };
-        let created = GroupChange {
-            group,
-            revision: 4,
-            kind: GroupEventKind::Created,
-            actor: Some(me.user),
-            users: vec![bob.user],
-            info: Some(info.clone()),
-        };
-        assert!(state.groups.apply_event(&created, me.user));
-        state.groups.prepare_sender(group).unwrap();
-        let (chain_id, bytes) = state.groups.distribution(group).unwrap();
-        state
-            .groups
-            .record_distribution(group, chain_id, bob.user, &[bob.device]);
-        let mut bob_sender = GroupSender::new().unwrap();
-        state
-            .groups
-            .add_distribution(group, bob, &bob_sender.distribution())
-            .unwrap();
-        assert!(state.remember_group(group, bob, "g1"));
-        file.save(&state).unwrap();
-
-        let mut loaded = file.load().unwrap().unwrap();
-        assert_eq!(loaded.groups.info(group), Some(&info));
-        assert_eq!(
-            loaded.groups.get(group).unwrap().last_event_revision,
-            Some(4)
-        );
-        assert!(loaded.has_seen_group(group, bob, "g1"));
-        assert!(!loaded.has_seen(bob, "g1"), "group and 1:1 ids are apart");
-        assert!(
-            !loaded.groups.apply_event(&created, me.user),
-            "event not reported twice"
-        );
-        // The own key is the same chain, and Bob's device still holds it.
-        assert_eq!(
-            loaded.groups.distribution(group),
-            Some((chain_id, bytes.clone()))
-        );
-        let sessions = |user: UserId| {
-            if user == bob.user {
-                vec![bob.device]
-            } else {
-                Vec::new()
-            }
-        };
-        assert!(
-            loaded
-                .groups
-                .users_needing_key(group, me, sessions, &[])
-                .is_empty()
-        );
-        // A message encrypted after loading decrypts with the key distributed before saving,
-        // and Bob's key still decrypts his messages.
-        let mut at_bob = crate::groups::Groups::default();
-        at_bob
-            .add_distribution(
-                group,
-                me,
-                &SenderKeyDistribution::from_bytes(&bytes).unwrap(),
-            )
-            .unwrap();
-        let sealed = loaded.groups.encrypt(group, b"after reload").unwrap();
-        assert_eq!(at_bob.decrypt(group, me, &sealed).unwrap(), b"after reload");
-        let from_bob = bob_sender.encrypt(b"hi").unwrap();
-        assert_eq!(loaded.groups.decrypt(group, bob, &from_bob).unwrap(), b"hi");
-    }
-
-    #[test]
-    fn a_state_file_from_before_groups_loads() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = StateFile::at(dir.path());
-        let state = sample();
-        let mut json = serde_json::to_value(&state).unwrap();
-        json.as_object_mut().unwrap().remove("groups").unwrap();
-        std::fs::write(dir.path().join(STATE_FILE), json.to_string()).unwrap();
-        let loaded = file.load().unwrap().unwrap();
-        assert_eq!(loaded.groups.infos().count(), 0);
-        assert_eq!(loaded.identity.public(), state.identity.public());
-    }
-}
+mod tests;

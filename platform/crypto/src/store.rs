@@ -56,6 +56,16 @@ impl MemoryPreKeyStore {
     pub fn one_time_prekey_count(&self) -> usize {
         self.one_time.len()
     }
+
+    /// The signed prekeys, by id (to persist them one by one).
+    pub fn signed_prekeys(&self) -> impl Iterator<Item = &SignedPreKeyPair> {
+        self.signed.values()
+    }
+
+    /// The one-time prekeys left, by id (to persist them one by one).
+    pub fn one_time_prekeys(&self) -> impl Iterator<Item = &OneTimePreKeyPair> {
+        self.one_time.values()
+    }
 }
 
 impl PreKeyStore for MemoryPreKeyStore {

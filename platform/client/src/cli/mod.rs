@@ -18,7 +18,10 @@ use crate::api::Api;
 use crate::client::{Client, Event, Messenger};
 use crate::error::{ClientError, ClientResult};
 use crate::groups::GroupSettings;
+use crate::history::HistoryEntry;
+use crate::rich;
 use crate::state::{StateFile, write_atomically};
+use courier_protocol::v1::{Content, MessageContext};
 use output::Output;
 
 #[derive(Parser)]
@@ -65,6 +68,32 @@ enum Command {
         to: String,
         /// The text.
         text: String,
+        /// Reply to (quote) this message id.
+        #[arg(long, value_name = "MESSAGE_ID")]
+        reply_to: Option<String>,
+    },
+    /// React to a message with an emoji (an empty emoji takes the reaction back).
+    React {
+        /// Who sent the message: a phone number or a user id.
+        to: String,
+        /// The message id (as `courier listen` and `courier history` show it).
+        id: String,
+        /// The emoji, e.g. 👍
+        emoji: String,
+    },
+    /// Answer a message with buttons, a list or a template's quick replies.
+    Choose {
+        /// Who sent the message: a phone number or a user id.
+        to: String,
+        /// The message id (as `courier listen` and `courier history` show it).
+        id: String,
+        /// The choice: its number as shown (1 is the first), its id or its title.
+        choice: String,
+    },
+    /// Set the name shown with your messages (a push name); no name clears it.
+    Name {
+        /// The name.
+        name: Option<String>,
     },
     /// Print incoming messages, receipts and presence until interrupted.
     Listen {
@@ -241,13 +270,33 @@ pub async fn run(args: Args) -> ClientResult<()> {
             out.whoami(&client);
             Ok(())
         }
-        Command::Send { to, text } => {
+        Command::Send { to, text, reply_to } => {
             let client = Client::open(StateFile::at(&home))?;
             let peer = resolve(&client, &to).await?;
-            let messenger = connect_once(&client).await?;
-            let sent = messenger.send_text(peer, &text).await?;
-            out.sent(&sent);
-            messenger.close().await;
+            let message = match reply_to {
+                Some(id) => rich::reply(quote(&client, peer, &id)?, &text),
+                None => rich::text(&text),
+            };
+            send_one(&out, &client, peer, message).await
+        }
+        Command::React { to, id, emoji } => {
+            let client = Client::open(StateFile::at(&home))?;
+            let peer = resolve(&client, &to).await?;
+            send_one(&out, &client, peer, rich::reaction(&id, &emoji)).await
+        }
+        Command::Choose { to, id, choice } => {
+            let client = Client::open(StateFile::at(&home))?;
+            let peer = resolve(&client, &to).await?;
+            let message = answer(&client, peer, &id, &choice)?;
+            send_one(&out, &client, peer, message).await
+        }
+        Command::Name { name } => {
+            let client = Client::open(StateFile::at(&home))?;
+            client.set_sender_name(name.as_deref()).await?;
+            out.notice(&match client.sender_name() {
+                Some(name) => format!("your messages now show the name {name:?}"),
+                None => "your messages show no name".to_owned(),
+            });
             Ok(())
         }
         Command::Listen { read } => listen(&out, &home, read).await,
@@ -352,6 +401,92 @@ async fn resolve_all(client: &Client, who: &[String]) -> ClientResult<Vec<UserId
         users.push(resolve(client, one).await?);
     }
     Ok(users)
+}
+
+/// Connects, sends one message and waits until the server has it.
+async fn send_one(
+    out: &Output,
+    client: &Client,
+    peer: UserId,
+    message: Content,
+) -> ClientResult<()> {
+    let messenger = connect_once(client).await?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let sent = messenger.send_content_as(peer, &id, message).await;
+    messenger.close().await;
+    out.sent(&sent?);
+    Ok(())
+}
+
+/// The received message `id` from `peer`, as the local history has it.
+fn received(client: &Client, peer: UserId, id: &str) -> ClientResult<HistoryEntry> {
+    client
+        .history()
+        .entries(Some(&peer.to_string()))?
+        .into_iter()
+        .rev()
+        .find(|entry| entry.id == id)
+        .ok_or_else(|| {
+            ClientError::Usage(format!(
+                "no message {id} with {peer} in the local history (see `courier history`)"
+            ))
+        })
+}
+
+/// What a reply to message `id` of the conversation with `peer` quotes.
+fn quote(client: &Client, peer: UserId, id: &str) -> ClientResult<MessageContext> {
+    let entry = received(client, peer, id)?;
+    let author = if entry.outgoing {
+        client.user_id()
+    } else {
+        peer
+    };
+    Ok(rich::context(id, Some(author)))
+}
+
+/// The answer picking `choice` on the message `id` that `peer` sent.
+fn answer(client: &Client, peer: UserId, id: &str, choice: &str) -> ClientResult<Content> {
+    let entry = received(client, peer, id)?;
+    let Some(offered) = entry.content.filter(|_| !entry.outgoing) else {
+        return Err(ClientError::Usage(format!(
+            "message {id} has no buttons or list to choose from"
+        )));
+    };
+    let picked = rich::choose(&offered, choice)?;
+    Ok(rich::interactive_reply(
+        rich::context(id, Some(peer)),
+        picked,
+    ))
+}
+
+/// A line typed in `chat`: a text, or one of `/reply <id> <text>`, `/react <id> <emoji>`,
+/// `/choose <id> <choice>`.
+fn chat_line(client: &Client, peer: UserId, line: &str) -> ClientResult<Content> {
+    let Some(command) = line.strip_prefix('/') else {
+        return Ok(rich::text(line));
+    };
+    let mut words = command.splitn(3, ' ');
+    let (verb, id, rest) = (
+        words.next().unwrap_or_default(),
+        words.next().unwrap_or_default(),
+        words.next().unwrap_or_default().trim(),
+    );
+    let usage = || {
+        ClientError::Usage(
+            "commands: /reply <id> <text>, /react <id> <emoji>, /choose <id> <choice>; \
+             start a line with // to send one beginning with /"
+                .into(),
+        )
+    };
+    match verb {
+        _ if command.starts_with('/') => Ok(rich::text(command)),
+        "reply" if !id.is_empty() && !rest.is_empty() => {
+            Ok(rich::reply(quote(client, peer, id)?, rest))
+        }
+        "react" if !id.is_empty() => Ok(rich::reaction(id, rest)),
+        "choose" if !id.is_empty() && !rest.is_empty() => answer(client, peer, id, rest),
+        _ => Err(usage()),
+    }
 }
 
 /// Connects for one command. Whatever arrives meanwhile is still stored by the SDK (history,
@@ -510,7 +645,13 @@ async fn converse(
                     continue;
                 }
                 let sent = match with {
-                    Conversation::Person(peer) => messenger.send_text(peer, &line).await,
+                    Conversation::Person(peer) => match chat_line(messenger.client(), peer, &line) {
+                        Ok(message) => {
+                            let id = uuid::Uuid::new_v4().to_string();
+                            messenger.send_content_as(peer, &id, message).await
+                        }
+                        Err(error) => Err(error),
+                    },
                     Conversation::Group(group) => messenger.send_group_text(group, &line).await,
                 };
                 match sent {
@@ -596,7 +737,8 @@ async fn chat(out: &Output, home: &std::path::Path, with: &str) -> ClientResult<
     let (messenger, events) = client.connect().await?;
     messenger.subscribe_presence(&[peer]).await?;
     out.notice(&format!(
-        "chatting with {with}; type a line and press Enter (Ctrl-D to quit)"
+        "chatting with {with}; type a line and press Enter (Ctrl-D to quit); \
+         /reply <id> <text>, /react <id> <emoji>, /choose <id> <choice> answer a message"
     ));
     converse(out, messenger, events, Conversation::Person(peer)).await
 }

@@ -3,6 +3,8 @@
 use courier_protocol::{GroupId, UserId};
 use serde_json::json;
 
+use courier_protocol::v1::{Content, content};
+
 use crate::client::{Client, Event, ReceiptKind, Sent};
 use crate::groups::{GroupEventKind, GroupInfo, MemberReceipt};
 use crate::history::HistoryEntry;
@@ -88,10 +90,12 @@ impl Output {
                 id,
                 sent_at_ms,
                 text,
-            } => (
-                json!({"event": "message", "from": from.to_string(), "device": device, "id": id, "sent_at_ms": sent_at_ms, "text": text}),
-                format!("<{from}> {text}"),
-            ),
+                content,
+            } => {
+                let mut value = json!({"event": "message", "from": from.to_string(), "device": device, "id": id, "sent_at_ms": sent_at_ms, "text": text});
+                rich_json(&mut value, content);
+                (value, rich_text(*from, id, text, content))
+            }
             Event::Receipt {
                 kind,
                 by,
@@ -310,4 +314,66 @@ fn describe_change(kind: GroupEventKind, actor: Option<UserId>, users: &[UserId]
         GroupEventKind::JoinedByInvite => format!("{about} joined with an invite"),
         GroupEventKind::Unspecified => format!("{actor} changed the group"),
     }
+}
+
+/// The rich parts of a message for scripts: its kind, the message it replies to, the sender's
+/// push name, and what can be answered (`choices`, numbered from 1 as `courier choose` takes
+/// them).
+fn rich_json(value: &mut serde_json::Value, message: &Content) {
+    let kind = match &message.body {
+        Some(content::Body::Text(_)) => "text",
+        Some(content::Body::Reaction(_)) => "reaction",
+        Some(content::Body::Interactive(_)) => "interactive",
+        Some(content::Body::InteractiveReply(_)) => "interactive_reply",
+        Some(content::Body::Template(_)) => "template",
+        Some(content::Body::SenderKey(_)) | None => "other",
+    };
+    value["kind"] = json!(kind);
+    if let Some(context) = &message.context {
+        value["reply_to"] = json!(context.message_id);
+    }
+    if !message.sender_name.is_empty() {
+        value["sender_name"] = json!(message.sender_name);
+    }
+    match &message.body {
+        Some(content::Body::Reaction(reaction)) => {
+            value["reaction"] = json!({"message_id": reaction.message_id, "emoji": reaction.emoji});
+        }
+        Some(content::Body::InteractiveReply(reply)) => {
+            value["reply"] =
+                json!({"id": reply.id, "title": reply.title, "description": reply.description});
+        }
+        Some(content::Body::Template(template)) => {
+            value["template"] = json!({"name": template.name, "language": template.language});
+        }
+        _ => {}
+    }
+    let choices = crate::rich::choices(message);
+    if !choices.is_empty() {
+        value["choices"] = choices
+            .iter()
+            .map(|choice| json!({"id": choice.id, "title": choice.title, "description": choice.description}))
+            .collect();
+    }
+}
+
+/// A message for the human: who (with the push name), a reply's quote, and for buttons, lists
+/// and templates the numbered choices with how to answer.
+fn rich_text(from: UserId, id: &str, text: &str, message: &Content) -> String {
+    let who = if message.sender_name.is_empty() {
+        from.to_string()
+    } else {
+        format!("{} ~ {from}", message.sender_name)
+    };
+    let mut line = format!("<{who}> {text}");
+    if let Some(context) = &message.context {
+        line.push_str(&format!("  (reply to {})", context.message_id));
+    }
+    let choices = crate::rich::choices(message);
+    if !choices.is_empty() {
+        line.push_str(&format!(
+            "\n   message {id}: answer with /choose {id} <number> in a chat, or courier choose {from} {id} <number>"
+        ));
+    }
+    line
 }

@@ -11,8 +11,8 @@ use super::*;
 use crate::api::{Api, Credentials};
 use crate::client::ReceiptKind;
 use crate::groups::GroupMember;
-use crate::sessions::SessionSet;
-use crate::state::{StateFile, session_key};
+use crate::state::StateFile;
+use std::sync::Arc;
 
 struct Device {
     client: Client,
@@ -44,9 +44,10 @@ impl Device {
             6,
         );
         let file = StateFile::at(dir.path());
-        file.save(&state).unwrap();
+        file.write(&state).unwrap();
+        let history = crate::history::History::at(dir.path());
         Device {
-            client: Client::from_state(Api::new(server).unwrap(), file, state),
+            client: Client::from_state(Api::new(server).unwrap(), Arc::new(file), history, state),
             bundle,
             _dir: dir,
         }
@@ -60,22 +61,26 @@ impl Device {
         self.client.user_id()
     }
 
-    fn receive(&self, content: delivery::Content) -> Option<Event> {
-        self.client.receive(content).unwrap()
+    /// As the connection task does: received, saved, handed over.
+    async fn receive(&self, content: delivery::Content) -> Option<Event> {
+        let event = self.client.receive(content).await.unwrap();
+        if let Some(event) = &event {
+            self.client.handed_over(event);
+        }
+        event
     }
 
     /// `content` over the pairwise session with `to`, as the server delivers it.
-    fn pairwise(&self, to: &Device, content: &Content) -> delivery::Content {
+    async fn pairwise(&self, to: &Device, content: &Content) -> delivery::Content {
         if !self.client.has_session_with(to.user()) {
             let mut state = self.client.state();
-            let session = Session::initiate(&state.identity, &to.bundle).unwrap();
-            state
-                .sessions
-                .insert(session_key(to.address()), SessionSet::new(session));
+            let session = Session::initiate(state.identity(), &to.bundle).unwrap();
+            state.install_session(to.address(), session);
         }
         let mut ciphertexts = self
             .client
             .encrypt_for(to.user(), &content.encode_to_vec())
+            .await
             .unwrap();
         let ciphertext = ciphertexts.remove(0);
         delivery::Content::Envelope(Envelope {
@@ -92,8 +97,8 @@ impl Device {
     /// This device's Sender Key for `group` as the pairwise content carrying it.
     fn sender_key(&self, group: GroupId) -> Content {
         let mut state = self.client.state();
-        state.groups.prepare_sender(group).unwrap();
-        let (_, distribution) = state.groups.distribution(group).unwrap();
+        state.groups_mut(group).prepare_sender(group).unwrap();
+        let (_, distribution) = state.groups().distribution(group).unwrap();
         Content {
             body: Some(content::Body::SenderKey(v1::SenderKeyDistribution {
                 group_id: group.to_string(),
@@ -112,8 +117,8 @@ impl Device {
         .encode_to_vec();
         let ciphertext = {
             let mut state = self.client.state();
-            state.groups.prepare_sender(group).unwrap();
-            state.groups.encrypt(group, &plaintext).unwrap()
+            state.groups_mut(group).prepare_sender(group).unwrap();
+            state.groups_mut(group).encrypt(group, &plaintext).unwrap()
         };
         delivery::Content::GroupEnvelope(v1::GroupEnvelope {
             group_id: group.to_string(),
@@ -169,7 +174,7 @@ fn event(
 }
 
 /// Alice created a group with Bob and Carol; every device has seen the event.
-fn group_of_three() -> (GroupId, Device, Device, Device) {
+async fn group_of_three() -> (GroupId, Device, Device, Device) {
     let (alice, bob, carol) = (Device::new(), Device::new(), Device::new());
     let group = GroupId::random();
     let members = [alice.user(), bob.user(), carol.user()];
@@ -183,19 +188,19 @@ fn group_of_three() -> (GroupId, Device, Device, Device) {
     );
     for device in [&alice, &bob, &carol] {
         assert!(matches!(
-            device.receive(created.clone()),
+            device.receive(created.clone()).await,
             Some(Event::GroupEvent { revision: 1, .. })
         ));
     }
     (group, alice, bob, carol)
 }
 
-#[test]
-fn a_sender_key_then_a_group_message_is_read_once_and_kept_in_history() {
-    let (group, alice, bob, carol) = group_of_three();
-    let key = alice.pairwise(&bob, &alice.sender_key(group));
+#[tokio::test]
+async fn a_sender_key_then_a_group_message_is_read_once_and_kept_in_history() {
+    let (group, alice, bob, carol) = group_of_three().await;
+    let key = alice.pairwise(&bob, &alice.sender_key(group)).await;
     assert_eq!(
-        bob.receive(key),
+        bob.receive(key).await,
         Some(Event::GroupKeyReceived {
             group,
             from: alice.address()
@@ -203,7 +208,7 @@ fn a_sender_key_then_a_group_message_is_read_once_and_kept_in_history() {
     );
     let message = alice.group_message(group, "m1", "hello group");
     assert_eq!(
-        bob.receive(message.clone()),
+        bob.receive(message.clone()).await,
         Some(Event::GroupMessage {
             group,
             from: alice.user(),
@@ -214,12 +219,12 @@ fn a_sender_key_then_a_group_message_is_read_once_and_kept_in_history() {
         })
     );
     assert_eq!(
-        bob.receive(message.clone()),
+        bob.receive(message.clone()).await,
         None,
         "a redelivery is dropped"
     );
     // Carol never got Alice's key: reported, not shown.
-    match carol.receive(message) {
+    match carol.receive(message).await {
         Some(Event::DecryptionFailed { from, id, error }) => {
             assert_eq!(from, alice.address());
             assert_eq!(id, "m1");
@@ -235,8 +240,15 @@ fn a_sender_key_then_a_group_message_is_read_once_and_kept_in_history() {
     assert_eq!(entries[0].sender, Some(alice.user().to_string()));
     assert_eq!(entries[0].text, "hello group");
     // The key survives a restart of Bob's device.
-    let reopened = Client::open(bob.client.inner.file.clone()).unwrap();
-    assert!(reopened.state().groups.has_receiver(group, alice.address()));
+    let reopened = Client::open_with_store(Arc::clone(&bob.client.inner.store))
+        .await
+        .unwrap();
+    assert!(
+        reopened
+            .state()
+            .groups()
+            .has_receiver(group, alice.address())
+    );
     assert!(
         reopened
             .state()
@@ -244,42 +256,52 @@ fn a_sender_key_then_a_group_message_is_read_once_and_kept_in_history() {
     );
 }
 
-#[test]
-fn a_removal_rotates_the_senders_key_and_its_old_chain_still_decrypts() {
-    let (group, alice, bob, carol) = group_of_three();
-    let chain = |device: &Device| device.client.state().groups.distribution(group).unwrap().0;
-    bob.receive(alice.pairwise(&bob, &alice.sender_key(group)));
+#[tokio::test]
+async fn a_removal_rotates_the_senders_key_and_its_old_chain_still_decrypts() {
+    let (group, alice, bob, carol) = group_of_three().await;
+    let chain = |device: &Device| {
+        device
+            .client
+            .state()
+            .groups()
+            .distribution(group)
+            .unwrap()
+            .0
+    };
+    bob.receive(alice.pairwise(&bob, &alice.sender_key(group)).await)
+        .await;
     let first_chain = chain(&alice);
     let in_flight = alice.group_message(group, "m1", "before");
     let (a, b, c) = (alice.user(), bob.user(), carol.user());
     let removed = event(group, 2, GroupEventKind::MembersRemoved, a, &[c], &[a, b]);
-    alice.receive(removed.clone());
-    bob.receive(removed);
+    alice.receive(removed.clone()).await;
+    bob.receive(removed).await;
     // Alice's next message goes out under a fresh chain, distributed first.
     let rotated = alice.sender_key(group);
     assert_ne!(chain(&alice), first_chain);
     assert!(matches!(
-        bob.receive(alice.pairwise(&bob, &rotated)),
+        bob.receive(alice.pairwise(&bob, &rotated).await).await,
         Some(Event::GroupKeyReceived { .. })
     ));
     let after = alice.group_message(group, "m2", "after");
     assert!(
-        matches!(bob.receive(after), Some(Event::GroupMessage { text, .. }) if text == "after")
+        matches!(bob.receive(after).await, Some(Event::GroupMessage { text, .. }) if text == "after")
     );
     // A message of the old chain delivered late still decrypts.
     assert!(
-        matches!(bob.receive(in_flight), Some(Event::GroupMessage { text, .. }) if text == "before")
+        matches!(bob.receive(in_flight).await, Some(Event::GroupMessage { text, .. }) if text == "before")
     );
 }
 
-#[test]
-fn group_events_update_the_group_once_and_a_removal_drops_its_keys() {
-    let (group, alice, bob, carol) = group_of_three();
+#[tokio::test]
+async fn group_events_update_the_group_once_and_a_removal_drops_its_keys() {
+    let (group, alice, bob, carol) = group_of_three().await;
     let (a, b, c) = (alice.user(), bob.user(), carol.user());
-    bob.receive(alice.pairwise(&bob, &alice.sender_key(group)));
+    bob.receive(alice.pairwise(&bob, &alice.sender_key(group)).await)
+        .await;
     let renamed = event(group, 2, GroupEventKind::SubjectChanged, c, &[], &[a, b, c]);
     assert_eq!(
-        bob.receive(renamed.clone()),
+        bob.receive(renamed.clone()).await,
         Some(Event::GroupEvent {
             group,
             revision: 2,
@@ -289,7 +311,7 @@ fn group_events_update_the_group_once_and_a_removal_drops_its_keys() {
         })
     );
     assert_eq!(
-        bob.receive(renamed),
+        bob.receive(renamed).await,
         None,
         "a redelivered event is not reported"
     );
@@ -298,37 +320,44 @@ fn group_events_update_the_group_once_and_a_removal_drops_its_keys() {
 
     let removed = event(group, 3, GroupEventKind::MembersRemoved, a, &[b], &[a, c]);
     assert!(matches!(
-        bob.receive(removed),
+        bob.receive(removed).await,
         Some(Event::GroupEvent {
             kind: GroupEventKind::MembersRemoved,
             ..
         })
     ));
-    let state = bob.client.state();
-    assert!(!state.groups.has_receiver(group, alice.address()));
-    assert!(!state.groups.info(group).unwrap().is_member(b));
-    drop(state);
+    {
+        let state = bob.client.state();
+        assert!(!state.groups().has_receiver(group, alice.address()));
+        assert!(!state.groups().info(group).unwrap().is_member(b));
+    }
     // A key sent before the removal but delivered after it is ignored.
     let late_key = alice.sender_key(group);
-    assert_eq!(bob.receive(alice.pairwise(&bob, &late_key)), None);
+    assert_eq!(
+        bob.receive(alice.pairwise(&bob, &late_key).await).await,
+        None
+    );
 }
 
-#[test]
-fn bad_group_input_is_dropped_not_fatal() {
-    let (group, alice, bob, _carol) = group_of_three();
+#[tokio::test]
+async fn bad_group_input_is_dropped_not_fatal() {
+    let (group, alice, bob, _carol) = group_of_three().await;
     // Our own message echoed back is not shown again.
-    assert_eq!(bob.receive(bob.group_message(group, "x", "mine")), None);
+    assert_eq!(
+        bob.receive(bob.group_message(group, "x", "mine")).await,
+        None
+    );
     // A bad group id in an envelope or an event: acknowledged and dropped.
     let mut envelope = alice.group_message(group, "m1", "hi");
     if let delivery::Content::GroupEnvelope(e) = &mut envelope {
         e.group_id = "nope".into();
     }
-    assert_eq!(bob.receive(envelope), None);
+    assert_eq!(bob.receive(envelope).await, None);
     let bad_event = delivery::Content::GroupEvent(v1::GroupEvent {
         group_id: "nope".into(),
         ..Default::default()
     });
-    assert_eq!(bob.receive(bad_event), None);
+    assert_eq!(bob.receive(bad_event).await, None);
     // A Sender Key that is not one is a failure report, like an undecryptable message.
     let garbage = Content {
         body: Some(content::Body::SenderKey(v1::SenderKeyDistribution {
@@ -338,14 +367,14 @@ fn bad_group_input_is_dropped_not_fatal() {
         ..Default::default()
     };
     assert!(matches!(
-        bob.receive(alice.pairwise(&bob, &garbage)),
+        bob.receive(alice.pairwise(&bob, &garbage).await).await,
         Some(Event::DecryptionFailed { .. })
     ));
 }
 
-#[test]
-fn delivered_receipts_for_sender_key_messages_are_not_reported() {
-    let (_group, alice, bob, _carol) = group_of_three();
+#[tokio::test]
+async fn delivered_receipts_for_sender_key_messages_are_not_reported() {
+    let (_group, alice, bob, _carol) = group_of_three().await;
     let receipt = |ids: &[&str]| {
         delivery::Content::Receipt(Receipt {
             r#type: ReceiptType::Delivered as i32,
@@ -357,9 +386,9 @@ fn delivered_receipts_for_sender_key_messages_are_not_reported() {
         })
     };
     let key_id = format!("{KEY_MESSAGE_PREFIX}1");
-    assert_eq!(alice.receive(receipt(&[&key_id])), None);
+    assert_eq!(alice.receive(receipt(&[&key_id])).await, None);
     assert_eq!(
-        alice.receive(receipt(&[&key_id, "m1"])),
+        alice.receive(receipt(&[&key_id, "m1"])).await,
         Some(Event::Receipt {
             kind: ReceiptKind::Delivered,
             by: bob.user(),
@@ -369,9 +398,9 @@ fn delivered_receipts_for_sender_key_messages_are_not_reported() {
     );
 }
 
-#[test]
-fn receipts_for_group_messages_name_the_group_and_count_per_member() {
-    let (group, alice, bob, carol) = group_of_three();
+#[tokio::test]
+async fn receipts_for_group_messages_name_the_group_and_count_per_member() {
+    let (group, alice, bob, carol) = group_of_three().await;
     let history = alice.client.history();
     let recipients = vec![bob.user().to_string(), carol.user().to_string()];
     history
@@ -397,7 +426,7 @@ fn receipts_for_group_messages_name_the_group_and_count_per_member() {
         })
     };
     assert_eq!(
-        alice.receive(receipt(&bob, ReceiptType::Delivered)),
+        alice.receive(receipt(&bob, ReceiptType::Delivered)).await,
         Some(Event::Receipt {
             kind: ReceiptKind::Delivered,
             by: bob.user(),
@@ -407,10 +436,10 @@ fn receipts_for_group_messages_name_the_group_and_count_per_member() {
     );
     let status = || history.entries(None).unwrap()[0].status.clone();
     assert_eq!(status().as_deref(), Some("sent"));
-    alice.receive(receipt(&carol, ReceiptType::Delivered));
+    alice.receive(receipt(&carol, ReceiptType::Delivered)).await;
     assert_eq!(status().as_deref(), Some("delivered"));
-    alice.receive(receipt(&carol, ReceiptType::Read));
-    alice.receive(receipt(&bob, ReceiptType::Read));
+    alice.receive(receipt(&carol, ReceiptType::Read)).await;
+    alice.receive(receipt(&bob, ReceiptType::Read)).await;
     assert_eq!(status().as_deref(), Some("read"));
 }
 
@@ -426,8 +455,8 @@ fn group_futures_are_send(messenger: &Messenger) {
     send(messenger.mark_group_read(group, UserId::random(), Vec::new()));
 }
 
-#[test]
-fn a_wire_member_list_maps_to_group_members() {
+#[tokio::test]
+async fn a_wire_member_list_maps_to_group_members() {
     let user = UserId::random();
     let info = GroupInfo::from_wire(wire_info(GroupId::random(), 1, &[user])).unwrap();
     assert_eq!(

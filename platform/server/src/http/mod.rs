@@ -44,6 +44,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/keys/count", get(keys::count))
         .route("/v1/keys/{user_id}", get(keys::bundles))
         .route("/v1/directory/{phone}", get(directory::lookup))
+        .route("/v1/directory/users/{user_id}", get(directory::lookup_user))
         .route(
             "/admin/v1/verification-codes/{phone}",
             get(admin::pending_code),

@@ -83,7 +83,7 @@ impl From<StoreError> for BusinessError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Unavailable(m) => BusinessError::Unavailable(m),
-            StoreError::Corrupt(m) => BusinessError::Corrupt(m),
+            error @ StoreError::Corrupt { .. } => BusinessError::Corrupt(error.to_string()),
             StoreError::Invalid(m) => BusinessError::Invalid(m),
         }
     }

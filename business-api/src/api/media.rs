@@ -43,8 +43,7 @@ pub async fn upload(
 ) -> BusinessResult<Value> {
     let runtime = number_for(service, caller, number_id).await?;
     let request = call
-        .request
-        .take()
+        .take_request()
         .ok_or_else(|| BusinessError::Invalid("no body".into()))?;
     let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| {
         BusinessError::Invalid(format!("the upload must be multipart/form-data: {e}"))

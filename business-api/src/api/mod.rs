@@ -44,13 +44,22 @@ pub struct Call {
     pub method: Method,
     pub headers: HeaderMap,
     pub params: HashMap<String, String>,
-    pub request: Option<Request>,
+    /// Behind a mutex only so that a `&Call` may be held across an await (`Request`'s body is
+    /// `Send` but not `Sync`); it is taken once, through `&mut self`, never locked.
+    pub request: std::sync::Mutex<Option<Request>>,
 }
 
 impl Call {
+    /// The request itself, once: later calls answer `None`.
+    pub fn take_request(&mut self) -> Option<Request> {
+        self.request
+            .get_mut()
+            .map_or_else(|poisoned| poisoned.into_inner().take(), Option::take)
+    }
+
     /// The body, read whole within the service's limit.
     pub async fn body(&mut self, limit: usize) -> BusinessResult<Bytes> {
-        let Some(request) = self.request.take() else {
+        let Some(request) = self.take_request() else {
             return Ok(Bytes::new());
         };
         axum::body::to_bytes(request.into_body(), limit)
@@ -197,7 +206,7 @@ fn call(
         method,
         headers,
         params,
-        request: Some(request),
+        request: std::sync::Mutex::new(Some(request)),
     }
 }
 

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::auth::Caller;
-use crate::error::{BusinessError, BusinessResult};
+use crate::error::BusinessResult;
 use crate::repo::model::{Business, PhoneNumber};
 use crate::repo::tables;
 use crate::service::Service;

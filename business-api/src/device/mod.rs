@@ -159,7 +159,7 @@ impl NumberRuntime {
                         }
                     };
                     let old = self.messenger.send_replace(None);
-                    if let Some(old) = old.and_then(|m| Arc::into_inner(m)) {
+                    if let Some(old) = old.and_then(Arc::into_inner) {
                         old.close().await;
                     }
                     tracing::info!(number = %self.number.id, %closed, "business device disconnected");

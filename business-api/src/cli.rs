@@ -36,6 +36,17 @@ enum Command {
         #[arg(long, default_value = "data-business")]
         data_dir: PathBuf,
     },
+    /// A webhook receiver for development: answers the verification request for
+    /// `--verify-token`, checks each POST's `X-Hub-Signature-256` against `--app-secret`
+    /// (401 if it does not match) and prints each payload as one JSON line.
+    ListenWebhooks {
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        verify_token: String,
+        #[arg(long, env = "COURIER_BUSINESS_APP_SECRET")]
+        app_secret: String,
+    },
     /// Operator commands against a running business API.
     Admin {
         /// The business API's base URL.
@@ -111,6 +122,11 @@ pub async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.command {
         Command::Serve { config, data_dir } => serve(config, data_dir).await,
+        Command::ListenWebhooks {
+            listen,
+            verify_token,
+            app_secret,
+        } => listen_webhooks(listen, verify_token, app_secret).await,
         Command::Admin {
             url,
             token,
@@ -259,5 +275,61 @@ async fn serve(config_file: Option<PathBuf>, data_dir: PathBuf) -> anyhow::Resul
         .await
         .context("cannot listen for Ctrl-C")?;
     running.shutdown().await;
+    Ok(())
+}
+
+async fn listen_webhooks(
+    listen: std::net::SocketAddr,
+    verify_token: String,
+    app_secret: String,
+) -> anyhow::Result<()> {
+    use axum::body::Bytes;
+    use axum::extract::Query;
+    use axum::http::{HeaderMap, StatusCode};
+    use std::collections::HashMap;
+
+    let verify = move |Query(query): Query<HashMap<String, String>>| {
+        let verify_token = verify_token.clone();
+        async move {
+            let param = |name: &str| query.get(name).cloned().unwrap_or_default();
+            if param("hub.mode") == "subscribe" && param("hub.verify_token") == verify_token {
+                eprintln!("verification request answered");
+                (StatusCode::OK, param("hub.challenge"))
+            } else {
+                eprintln!("verification request with the wrong token refused");
+                (StatusCode::FORBIDDEN, String::new())
+            }
+        }
+    };
+    let receive = move |headers: HeaderMap, body: Bytes| {
+        let app_secret = app_secret.clone();
+        async move {
+            let given = headers
+                .get("x-hub-signature-256")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let expected = crate::webhooks::payload::signature(&app_secret, &body);
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                given.as_bytes(),
+                expected.as_bytes(),
+            )) {
+                eprintln!("a POST with a bad signature refused");
+                return StatusCode::UNAUTHORIZED;
+            }
+            println!("{}", String::from_utf8_lossy(&body));
+            StatusCode::OK
+        }
+    };
+    let router = axum::Router::new().route("/", axum::routing::get(verify).post(receive));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    eprintln!("receiving webhooks at http://{listen}/");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("webhook receiver")?;
     Ok(())
 }

@@ -31,10 +31,11 @@ pub fn wamid() -> Result<String, BusinessError> {
 /// The id of an inbound message: derived from the sender device and its client message id,
 /// so a redelivery gets the same id (and makes no second webhook).
 pub fn inbound_wamid(sender_device: &str, client_message_id: &str) -> String {
+    // Length-prefixed, so that no two (device, id) pairs hash the same input.
     let digest = Sha256::new()
         .chain_update(b"courier inbound\0")
+        .chain_update((sender_device.len() as u64).to_be_bytes())
         .chain_update(sender_device.as_bytes())
-        .chain_update(b"\0")
         .chain_update(client_message_id.as_bytes())
         .finalize();
     format!("wamid.{}", URL_SAFE_NO_PAD.encode(&digest[..18]))

@@ -58,6 +58,7 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.store.data_dir = data_dir.to_path_buf();
     config.actors.arbiters = 2;
     config.server.drain_timeout_secs = 5;
+    config.business.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config
 }
 
@@ -79,6 +80,16 @@ impl TestServer {
         TestServer::start_node(tweak, Arc::new(CodeBook::default()), None, None).await
     }
 
+    /// Starts a server with `extensions` (its code sender replaced by the test's code book).
+    pub async fn start_with_extensions(
+        tweak: impl FnOnce(&mut Config),
+        mut extensions: Extensions,
+    ) -> TestServer {
+        let codes = Arc::new(CodeBook::default());
+        extensions.code_sender = Arc::clone(&codes) as Arc<dyn CodeSender>;
+        TestServer::launch(tweak, codes, extensions).await
+    }
+
     /// Starts one node of a cluster in this process: on `bus` (cluster mode) with `store`
     /// shared with the other nodes, and `codes` shared so that any node can verify a code.
     pub async fn start_node(
@@ -87,14 +98,23 @@ impl TestServer {
         store: Option<Arc<dyn Store>>,
         bus: Option<Arc<dyn Bus>>,
     ) -> TestServer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = test_config(dir.path());
-        tweak(&mut config);
         let extensions = Extensions {
             code_sender: Arc::clone(&codes) as Arc<dyn CodeSender>,
             store,
             bus,
+            ..Extensions::default()
         };
+        TestServer::launch(tweak, codes, extensions).await
+    }
+
+    async fn launch(
+        tweak: impl FnOnce(&mut Config),
+        codes: Arc<CodeBook>,
+        extensions: Extensions,
+    ) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
         let server = courier_server::start(config.clone(), extensions)
             .await
             .expect("server starts");
@@ -149,6 +169,14 @@ impl TestServer {
             server.shutdown().await;
         }
     }
+}
+
+/// A port of 127.0.0.1 free at the time of the call.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 /// A fresh, valid phone number.
@@ -209,11 +237,7 @@ pub struct ChildServer {
 impl ChildServer {
     /// Starts `binary` on a free port of 127.0.0.1 with data in `data_dir`; waits until ready.
     pub async fn spawn(binary: &Path, data_dir: &Path) -> ChildServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         ChildServer::spawn_at(binary, data_dir, addr).await
     }
 
@@ -227,8 +251,15 @@ impl ChildServer {
         binary: &Path,
         data_dir: &Path,
         addr: SocketAddr,
-        env: Vec<(String, String)>,
+        mut env: Vec<(String, String)>,
     ) -> ChildServer {
+        if !env.iter().any(|(k, _)| k == "COURIER_BUSINESS__LISTEN") {
+            // Its own port, kept across restarts (the default 8090 would collide).
+            env.push((
+                "COURIER_BUSINESS__LISTEN".into(),
+                SocketAddr::from(([127, 0, 0, 1], free_port())).to_string(),
+            ));
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -277,6 +308,16 @@ impl ChildServer {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The base URL of the business API this server runs.
+    pub fn business_url(&self) -> String {
+        let (_, addr) = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "COURIER_BUSINESS__LISTEN")
+            .expect("spawn_with sets the business listener");
+        format!("http://{addr}")
     }
 
     /// The admin token: the configured one, or the one the server wrote to its data directory.

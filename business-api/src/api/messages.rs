@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use courier_protocol::UserId;
+use courier_protocol::v1::{Content, content};
 use courier_store::business::RecordKey;
 use prost::Message as _;
 use serde_json::{Value, json};
@@ -81,15 +82,18 @@ pub async fn send(
                 }
                 _ => None,
             };
-            let content = compose::compose(
+            let mut content = compose::compose(
                 &request,
                 kind,
                 &runtime.number.verified_name,
                 template.as_ref(),
             )?;
+            resolve_references(&runtime, &mut content).await?;
             let wamid = ids::wamid()?;
             let Some(contact) = contact else {
                 let wa_id: String = input.chars().filter(char::is_ascii_digit).collect();
+                // Sends to numbers without an account count against the limits too.
+                runtime.limits.admit(&wa_id, now)?;
                 undeliverable(
                     &runtime,
                     &wamid,
@@ -184,6 +188,33 @@ async fn accept(
     Ok(())
 }
 
+/// The customer's message a business names by its wamid, as the platform names it.
+async fn inbound(runtime: &NumberRuntime, wamid: &str) -> BusinessResult<Option<Inbound>> {
+    runtime
+        .repo
+        .get(&RecordKey::new(tables::INBOUND, &runtime.number.id, wamid))
+        .await
+}
+
+/// Replies and reactions name messages by wamid; the customer's device knows a customer's
+/// message by its platform message id, and a business's own message by its wamid (which is
+/// its platform message id).
+async fn resolve_references(runtime: &NumberRuntime, content: &mut Content) -> BusinessResult<()> {
+    if let Some(context) = &mut content.context {
+        match inbound(runtime, &context.message_id).await? {
+            // Empty: the receiver of the reply (the customer) wrote the quoted message.
+            Some(found) => context.message_id = found.client_message_id,
+            None => context.from_user = runtime.number.user_id.clone(),
+        }
+    }
+    if let Some(content::Body::Reaction(reaction)) = &mut content.body
+        && let Some(found) = inbound(runtime, &reaction.message_id).await?
+    {
+        reaction.message_id = found.client_message_id;
+    }
+    Ok(())
+}
+
 /// A message to a number without an account: reported `failed` (131026).
 async fn undeliverable(
     runtime: &NumberRuntime,
@@ -217,19 +248,11 @@ async fn mark_read(
     message_id: &str,
     typing: bool,
 ) -> BusinessResult<Value> {
-    let inbound: Inbound = runtime
-        .repo
-        .get(&RecordKey::new(
-            tables::INBOUND,
-            &runtime.number.id,
-            message_id,
+    let inbound: Inbound = inbound(runtime, message_id).await?.ok_or_else(|| {
+        BusinessError::Invalid(format!(
+            "message_id {message_id:?} is not a message this number received"
         ))
-        .await?
-        .ok_or_else(|| {
-            BusinessError::Invalid(format!(
-                "message_id {message_id:?} is not a message this number received"
-            ))
-        })?;
+    })?;
     let from: UserId = inbound
         .from_user
         .parse()

@@ -23,6 +23,9 @@ pub struct Config {
     pub groups: GroupSection,
     pub cluster: ClusterSection,
     pub log: LogSection,
+    /// The business API (WhatsApp Cloud API compatible) on its own listener; see
+    /// `courier_business::BusinessConfig` and docs/business-api.md.
+    pub business: courier_business::BusinessConfig,
 }
 
 /// Cluster mode: which bus places actors, and how this node joins it.

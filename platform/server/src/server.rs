@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use courier_bus::{Bus, BusError, KafkaBus, KafkaConfig};
-use courier_store::{Store, StoreConfig, StoreError};
+use courier_business::{BusinessError, RunningBusiness};
+use courier_store::embedded::EmbeddedStore;
+use courier_store::{BusinessStore, Store, StoreError};
 use courier_store_cql::{CqlConfig, CqlStore};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -33,6 +35,8 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("message bus: {0}")]
     Bus(#[from] BusError),
+    #[error("business API: {0}")]
+    Business(#[from] BusinessError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -51,6 +55,7 @@ pub struct RunningServer {
     state: Arc<AppState>,
     http: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    business: Option<RunningBusiness>,
 }
 
 /// Options that are not configuration (they are code, chosen by the embedding program).
@@ -62,6 +67,11 @@ pub struct Extensions {
     /// A bus to join instead of the configured one: the server runs in cluster mode on it
     /// (tests join several nodes to one in-process hub).
     pub bus: Option<Arc<dyn Bus>>,
+    /// The business API's store when `store` is given (the configured embedded store serves
+    /// both otherwise).
+    pub business_store: Option<Arc<dyn BusinessStore>>,
+    /// The clock of the business API (tests move it); the wall clock if `None`.
+    pub business_clock: Option<courier_business::clock::SharedClock>,
 }
 
 impl Default for Extensions {
@@ -70,12 +80,18 @@ impl Default for Extensions {
             code_sender: Arc::new(LogCodeSender),
             store: None,
             bus: None,
+            business_store: None,
+            business_clock: None,
         }
     }
 }
 
-/// The configured store.
-async fn open_store(config: &Config, data_dir: &Path) -> Result<Arc<dyn Store>, ServerError> {
+/// The configured stores: the platform's, and the business API's where the backend has one
+/// (the embedded store serves both; the CQL backend has no business tables yet).
+async fn open_store(
+    config: &Config,
+    data_dir: &Path,
+) -> Result<(Arc<dyn Store>, Option<Arc<dyn BusinessStore>>), ServerError> {
     if config.store.backend == "cql" {
         let store = config.store.clone();
         let consistency = store
@@ -96,13 +112,13 @@ async fn open_store(config: &Config, data_dir: &Path) -> Result<Arc<dyn Store>, 
             scylla_extensions: store.cql_scylla,
             request_timeout: Duration::from_millis(store.cql_request_timeout_ms),
         };
-        return Ok(Arc::new(CqlStore::connect(&cql).await?));
+        return Ok((Arc::new(CqlStore::connect(&cql).await?), None));
     }
-    Ok(courier_store::open(&StoreConfig::Embedded {
-        path: data_dir.join("store"),
-        durability: config.store.durability,
-    })
-    .await?)
+    let embedded = Arc::new(EmbeddedStore::open(
+        &data_dir.join("store"),
+        config.store.durability,
+    )?);
+    Ok((embedded.clone(), Some(embedded)))
 }
 
 /// The configured bus, if the server runs in cluster mode.
@@ -134,8 +150,8 @@ pub async fn start(config: Config, extensions: Extensions) -> Result<RunningServ
         "cannot create data directory {}",
         data_dir.display()
     )))?;
-    let store = match extensions.store {
-        Some(store) => store,
+    let (store, business_store) = match extensions.store {
+        Some(store) => (store, extensions.business_store),
         None => open_store(&config, &data_dir).await?,
     };
     let bus = match extensions.bus {
@@ -229,12 +245,60 @@ pub async fn start(config: Config, extensions: Extensions) -> Result<RunningServ
         }
     });
     tracing::info!(%local_addr, "courier server listening");
+    let business = start_business(
+        &state,
+        local_addr,
+        business_store,
+        extensions.business_clock,
+        &data_dir,
+    )
+    .await?;
     Ok(RunningServer {
         local_addr,
         state,
         http,
         sweeper,
+        business,
     })
+}
+
+/// Starts the business API on its own listener, its numbers' devices connecting to this
+/// server's own address, when configured and when the store has a business backend.
+async fn start_business(
+    state: &AppState,
+    local_addr: SocketAddr,
+    store: Option<Arc<dyn BusinessStore>>,
+    clock: Option<courier_business::clock::SharedClock>,
+    data_dir: &Path,
+) -> Result<Option<RunningBusiness>, ServerError> {
+    let mut config = state.config.business.clone();
+    if !config.enabled {
+        return Ok(None);
+    }
+    let Some(store) = store else {
+        tracing::warn!(
+            "business API not started: the {} store has no business tables yet (run \
+             `courier-business serve` beside the cluster, or set business.enabled = false)",
+            state.config.store.backend
+        );
+        return Ok(None);
+    };
+    if config.platform_url.is_empty() {
+        config.platform_url = format!("http://{local_addr}");
+    }
+    if config.platform_admin_token.is_empty() {
+        config.platform_admin_token = state.admin_token.clone();
+    }
+    let deps = courier_business::Deps {
+        store,
+        clock: clock.unwrap_or_else(|| Arc::new(courier_business::clock::SystemClock)),
+        platform: courier_business::device::register::Platform {
+            url: config.platform_url.clone(),
+            admin_token: config.platform_admin_token.clone(),
+        },
+        data_dir: data_dir.to_owned(),
+    };
+    Ok(Some(courier_business::start(config, deps).await?))
 }
 
 impl RunningServer {
@@ -246,9 +310,18 @@ impl RunningServer {
         &self.state
     }
 
+    /// The business API, if this server runs it.
+    pub fn business(&self) -> Option<&RunningBusiness> {
+        self.business.as_ref()
+    }
+
     /// Graceful drain: refuse new work, close connections with "going away", wait for them
     /// (up to the configured drain timeout), stop actors, close storage.
     pub async fn shutdown(self) {
+        if let Some(business) = self.business {
+            // Its devices are clients of this server: they go first.
+            business.shutdown().await;
+        }
         let state = self.state;
         let grace = Duration::from_millis(state.config.server.unready_grace_ms);
         if !grace.is_zero() {

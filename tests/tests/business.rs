@@ -1,0 +1,664 @@
+//! The business API end to end, mounted by the server as in the embedded default: a business
+//! is created through the admin API, sends every message type through the Cloud API paths to a
+//! consumer using the client SDK, and receives the consumer's messages and its own messages'
+//! statuses as signed webhooks. Then the rules (window, throughput, pair rate), bad requests
+//! and tokens, and webhook delivery against receivers that fail, hang or are down, across a
+//! restart.
+
+mod business_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use business_support::{Business, Mode, Receiver, change_value, code, expected_signature};
+use courier_business::clock::ManualClock;
+use courier_client::{Event, ReceiptKind, rich};
+use courier_protocol::UserId;
+use courier_protocol::v1::content;
+use courier_server::Extensions;
+use courier_tests::{TestServer, unique_phone, wait_for};
+use serde_json::{Value, json};
+
+/// A server running the business API on a clock the test moves; webhook retries are quick.
+async fn server_with(
+    clock: Arc<ManualClock>,
+    tweak: impl FnOnce(&mut courier_server::Config),
+) -> TestServer {
+    TestServer::start_with_extensions(
+        |config| {
+            config.business.webhooks.initial_backoff_ms = 20;
+            config.business.webhooks.max_backoff_secs = 1;
+            config.business.webhooks.timeout_ms = 500;
+            tweak(config);
+        },
+        Extensions {
+            business_clock: Some(clock),
+            ..Extensions::default()
+        },
+    )
+    .await
+}
+
+fn business_api(server: &TestServer) -> (String, String) {
+    let business = server
+        .running()
+        .business()
+        .expect("the server runs the business API");
+    (
+        format!("http://{}", business.local_addr()),
+        business.service().admin_token.clone(),
+    )
+}
+
+async fn business(server: &TestServer, name: &str) -> Business {
+    let (base, admin) = business_api(server);
+    Business::create(&base, &admin, name, &unique_phone()).await
+}
+
+fn digits(phone: &str) -> String {
+    phone.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// The next 1:1 message event.
+async fn next_message(
+    events: &mut tokio::sync::mpsc::Receiver<Event>,
+) -> (
+    String,
+    String,
+    content::Body,
+    Option<courier_protocol::v1::MessageContext>,
+) {
+    match wait_for(events, |e| matches!(e, Event::Message { .. })).await {
+        Event::Message {
+            id, text, content, ..
+        } => {
+            let content = *content;
+            (id, text, content.body.expect("a body"), content.context)
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn a_business_and_a_customer_exchange_every_message_type_with_signed_webhooks() {
+    let clock = ManualClock::at_now();
+    let server = server_with(clock.clone(), |_| {}).await;
+    let acme = business(&server, "Acme").await;
+    let receiver = Receiver::start("verify-me").await;
+
+    // A callback that fails the handshake is refused (2200); the right one is registered after
+    // answering the challenge.
+    let wrong = Receiver::start("another-token").await;
+    let refused = acme
+        .post(
+            &format!("{}/subscribed_apps", acme.id),
+            json!({ "override_callback_uri": wrong.url(), "verify_token": "verify-me" }),
+        )
+        .await;
+    assert_eq!(code(&refused), 2200, "{refused:?}");
+    let subscribed = acme.subscribe(&receiver).await;
+    assert_eq!(subscribed.1["success"], true, "{subscribed:?}");
+    let checks = receiver.verifications();
+    assert_eq!(checks.len(), 1);
+    assert_eq!(
+        (checks[0].0.as_str(), checks[0].1.as_str()),
+        ("subscribe", "verify-me")
+    );
+    let (_, listed) = acme.get(&format!("{}/subscribed_apps", acme.id)).await;
+    assert_eq!(listed["data"][0]["override_callback_uri"], receiver.url());
+
+    let customer = server.register(&unique_phone()).await;
+    let (chat, mut events) = customer.connect().await.unwrap();
+    let customer_wa = digits(&customer.phone());
+
+    // Nothing from the customer yet: free-form is outside the window, a template is not.
+    let outside = acme.send_text(&customer_wa, "hello?").await.unwrap_err();
+    assert_eq!(code(&outside), 131047, "{outside:?}");
+    acme.create_template("order_update").await;
+    let template_id = acme
+        .send_template(&customer_wa, "order_update", "A-17")
+        .await
+        .unwrap();
+    let (id, text, body, _) = next_message(&mut events).await;
+    assert_eq!(id, template_id, "the wamid is the platform's message id");
+    assert!(text.contains("A-17"), "{text}");
+    let content::Body::Template(template) = body else {
+        panic!("a template arrives as a template: {body:?}");
+    };
+    assert_eq!(template.body, "Your order A-17 is on its way");
+    let sent = receiver.status(&template_id, "sent").await;
+    assert_eq!(sent["statuses"][0]["recipient_id"], customer_wa);
+    let delivered = receiver.status(&template_id, "delivered").await;
+    assert_eq!(
+        delivered["contacts"][0]["user_id"],
+        customer.user_id().to_string(),
+        "statuses carry contacts[] with user_id"
+    );
+
+    // The customer writes: a signed webhook in the Cloud API envelope.
+    let business_user: UserId = acme.user_id.parse().unwrap();
+    assert_eq!(customer.lookup(&acme.phone).await.unwrap(), business_user);
+    let hello = chat.send_text(business_user, "hello Acme").await.unwrap();
+    let message = receiver.message_with_text("hello Acme").await;
+    // The business knows the message by a wamid of its own (derived from the sender device and
+    // the platform's message id, so that a redelivery repeats it).
+    let hello_wamid = message["id"].as_str().unwrap().to_owned();
+    assert!(hello_wamid.starts_with("wamid."), "{hello_wamid}");
+    assert_ne!(hello_wamid, hello.id);
+    assert_eq!(message["from"], customer_wa);
+    assert_eq!(message["type"], "text");
+    let hit = receiver
+        .hits()
+        .into_iter()
+        .find(|h| {
+            h.accepted
+                && change_value(&h.json()).is_some_and(|v| v["messages"][0]["id"] == hello_wamid)
+        })
+        .unwrap();
+    assert_eq!(
+        hit.signature.as_deref(),
+        Some(expected_signature(&acme.app_secret, &hit.body).as_str()),
+        "X-Hub-Signature-256 is the HMAC-SHA256 of the raw body under the app secret"
+    );
+    let payload = hit.json();
+    assert_eq!(payload["object"], "whatsapp_business_account");
+    assert_eq!(payload["entry"][0]["id"], acme.id);
+    assert_eq!(payload["entry"][0]["changes"][0]["field"], "messages");
+    let value = change_value(&payload).unwrap();
+    assert_eq!(value["messaging_product"], "whatsapp");
+    assert_eq!(value["metadata"]["phone_number_id"], acme.number_id);
+    assert_eq!(value["contacts"][0]["wa_id"], customer_wa);
+    assert_eq!(
+        value["contacts"][0]["user_id"],
+        customer.user_id().to_string()
+    );
+
+    // Within the window: a reply with context, buttons, a reaction, mark as read.
+    let reply_id = acme
+        .send(json!({
+            "messaging_product": "whatsapp", "to": customer_wa, "type": "text",
+            "context": { "message_id": hello_wamid }, "text": { "body": "How can we help?" },
+        }))
+        .await;
+    assert_eq!(reply_id.0, 200, "{reply_id:?}");
+    let (_, text, _, context) = next_message(&mut events).await;
+    assert_eq!(text, "How can we help?");
+    assert_eq!(context.expect("a reply quotes").message_id, hello.id);
+
+    let buttons = acme
+        .send(json!({
+            "messaging_product": "whatsapp", "to": customer_wa, "type": "interactive",
+            "interactive": {
+                "type": "button",
+                "body": { "text": "Track or cancel?" },
+                "action": { "buttons": [
+                    { "type": "reply", "reply": { "id": "track", "title": "Track" } },
+                    { "type": "reply", "reply": { "id": "cancel", "title": "Cancel" } },
+                ] },
+            },
+        }))
+        .await;
+    assert_eq!(buttons.0, 200, "{buttons:?}");
+    let buttons_id = buttons.1["messages"][0]["id"].as_str().unwrap().to_owned();
+    let (id, _, body, _) = next_message(&mut events).await;
+    assert_eq!(id, buttons_id);
+    let offered = courier_protocol::v1::Content {
+        body: Some(body),
+        ..Default::default()
+    };
+    let picked = rich::choose(&offered, "2").unwrap();
+    assert_eq!(picked.id, "cancel");
+    let answer = rich::interactive_reply(rich::context(&buttons_id, Some(business_user)), picked);
+    chat.send_content_as(business_user, &uuid(), answer)
+        .await
+        .unwrap();
+    let pressed = receiver
+        .wait_for("a button reply", |v| {
+            v["messages"][0]["type"] == "interactive"
+        })
+        .await;
+    let pressed = &change_value(&pressed).unwrap()["messages"][0];
+    assert_eq!(pressed["interactive"]["type"], "button_reply");
+    assert_eq!(pressed["interactive"]["button_reply"]["id"], "cancel");
+    assert_eq!(pressed["context"]["id"], buttons_id);
+
+    let reacted = acme
+        .send(json!({
+            "messaging_product": "whatsapp", "to": customer_wa, "type": "reaction",
+            "reaction": { "message_id": hello_wamid, "emoji": "👍" },
+        }))
+        .await;
+    assert_eq!(reacted.0, 200, "{reacted:?}");
+    let (_, _, body, _) = next_message(&mut events).await;
+    let content::Body::Reaction(reaction) = body else {
+        panic!("a reaction arrives as a reaction: {body:?}");
+    };
+    assert_eq!(
+        (reaction.message_id.as_str(), reaction.emoji.as_str()),
+        (hello.id.as_str(), "👍")
+    );
+
+    let read = acme
+        .send(
+            json!({ "messaging_product": "whatsapp", "status": "read", "message_id": hello_wamid }),
+        )
+        .await;
+    assert_eq!(read.1["success"], true, "{read:?}");
+    let receipt = wait_for(&mut events, |e| {
+        matches!(
+            e,
+            Event::Receipt {
+                kind: ReceiptKind::Read,
+                ..
+            }
+        )
+    })
+    .await;
+    let Event::Receipt { by, ids, .. } = receipt else {
+        unreachable!()
+    };
+    assert_eq!((by, ids), (business_user, vec![hello.id.clone()]));
+
+    // The customer reads the buttons: a read status, after delivered.
+    chat.mark_read(business_user, vec![buttons_id.clone()])
+        .await
+        .unwrap();
+    receiver.status(&buttons_id, "read").await;
+    let order: Vec<String> = receiver
+        .accepted()
+        .iter()
+        .filter_map(|p| change_value(p).cloned())
+        .filter(|v| v["statuses"][0]["id"] == buttons_id)
+        .map(|v| v["statuses"][0]["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        order,
+        ["sent", "delivered", "read"],
+        "statuses only move forward, once each"
+    );
+
+    // A day later the window has closed again; templates still go.
+    clock.advance_ms(25 * 3_600_000);
+    let late = acme
+        .send_text(&customer_wa, "still there?")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&late), 131047);
+    acme.send_template(&customer_wa, "order_update", "A-18")
+        .await
+        .unwrap();
+    let (_, text, _, _) = next_message(&mut events).await;
+    assert!(text.contains("A-18"), "{text}");
+}
+
+fn uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+#[tokio::test]
+async fn a_recipient_without_an_account_is_reported_failed_with_131026() {
+    let server = server_with(ManualClock::at_now(), |_| {}).await;
+    let acme = business(&server, "Acme").await;
+    let receiver = Receiver::start("t").await;
+    acme.subscribe(&receiver).await;
+    acme.create_template("order_update").await;
+    let nobody = digits(&unique_phone());
+    let wamid = acme
+        .send_template(&nobody, "order_update", "A-1")
+        .await
+        .unwrap();
+    let failed = receiver.status(&wamid, "failed").await;
+    assert_eq!(
+        failed["statuses"][0]["errors"][0]["code"], 131026,
+        "{failed}"
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_and_tokens_get_graph_errors() {
+    let clock = ManualClock::at_now();
+    let server = server_with(clock.clone(), |_| {}).await;
+    let acme = business(&server, "Acme").await;
+    let other = business(&server, "Other").await;
+    let messages = acme.graph(&format!("{}/messages", acme.number_id));
+    let http = &acme.http;
+
+    // Broken JSON, an unknown field, a missing recipient: 100, nothing sent.
+    let broken = http
+        .post(&messages)
+        .bearer_auth(&acme.token)
+        .header("content-type", "application/json")
+        .body("{\"messaging_product\": \"whatsapp\", ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(broken.status(), 400);
+    let broken: Value = broken.json().await.unwrap();
+    assert_eq!(broken["error"]["code"], 100, "{broken}");
+    let unknown = acme
+        .send(
+            json!({ "messaging_product": "whatsapp", "to": "1", "type": "text",
+                       "text": { "body": "x" }, "colour": "red" }),
+        )
+        .await;
+    assert_eq!(code(&unknown), 100, "{unknown:?}");
+    let no_recipient = acme
+        .send(json!({ "messaging_product": "whatsapp", "type": "text", "text": { "body": "x" } }))
+        .await;
+    assert_eq!(code(&no_recipient), 100, "{no_recipient:?}");
+    let no_template = acme
+        .send_template(&digits(&unique_phone()), "never_created", "x")
+        .await
+        .unwrap_err();
+    assert!(
+        (132000..133000).contains(&code(&no_template)),
+        "{no_template:?}"
+    );
+
+    // Tokens: none, garbage, another business's, revoked, expired: 190 or a refusal.
+    let anonymous = business_support::call(
+        http,
+        reqwest::Method::GET,
+        &acme.graph(&acme.number_id),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(code(&anonymous), 190, "{anonymous:?}");
+    let garbage = business_support::call(
+        http,
+        reqwest::Method::GET,
+        &acme.graph(&acme.number_id),
+        Some("EAAGarbage"),
+        None,
+    )
+    .await;
+    assert_eq!(code(&garbage), 190, "{garbage:?}");
+    let foreign = business_support::call(
+        http,
+        reqwest::Method::GET,
+        &acme.graph(&acme.number_id),
+        Some(&other.token),
+        None,
+    )
+    .await;
+    assert!(
+        foreign.0 >= 400 && foreign.1["error"]["code"].is_u64(),
+        "{foreign:?}"
+    );
+    assert!(foreign.1.get("display_phone_number").is_none());
+    let (status, own) = acme.get(&acme.number_id).await;
+    assert_eq!(status, 200, "{own}");
+    assert_eq!(own["id"], acme.number_id);
+
+    let (_, second) = acme
+        .admin(
+            reqwest::Method::POST,
+            &format!("/businesses/{}/tokens", acme.id),
+            Some(json!({ "name": "ci" })),
+        )
+        .await;
+    let second_token = second["access_token"].as_str().unwrap().to_owned();
+    let with = |token: &str| {
+        let url = acme.graph(&acme.number_id);
+        let token = token.to_owned();
+        async move { business_support::call(http, reqwest::Method::GET, &url, Some(&token), None).await }
+    };
+    assert_eq!(with(&second_token).await.0, 200);
+    let (_, listed) = acme
+        .admin(
+            reqwest::Method::GET,
+            &format!("/businesses/{}/tokens", acme.id),
+            None,
+        )
+        .await;
+    assert!(
+        !listed.to_string().contains(&second_token),
+        "tokens are listed without their secret"
+    );
+    let revoked = acme
+        .admin(
+            reqwest::Method::DELETE,
+            &format!(
+                "/businesses/{}/tokens/{}",
+                acme.id,
+                second["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.0, 200, "{revoked:?}");
+    assert_eq!(code(&with(&second_token).await), 190);
+    assert_eq!(
+        with(&acme.token).await.0,
+        200,
+        "revoking one token leaves the others"
+    );
+
+    let (_, expiring) = acme
+        .admin(
+            reqwest::Method::POST,
+            &format!("/businesses/{}/tokens", acme.id),
+            Some(json!({ "name": "short", "expires_in_secs": 60 })),
+        )
+        .await;
+    let expiring = expiring["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(with(&expiring).await.0, 200);
+    clock.advance_ms(61_000);
+    assert_eq!(code(&with(&expiring).await), 190);
+
+    // The admin API wants its own token.
+    let (status, _) = business_support::call(
+        http,
+        reqwest::Method::GET,
+        &format!("{}/admin/v1/businesses", acme.base),
+        Some(&acme.token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // Unknown paths and methods answer Graph errors too.
+    let unknown_edge = acme.get(&format!("{}/no_such_edge", acme.number_id)).await;
+    assert!(unknown_edge.1["error"]["code"].is_u64(), "{unknown_edge:?}");
+}
+
+#[tokio::test]
+async fn throughput_and_pair_rate_are_limited_per_number_on_the_service_clock() {
+    let clock = ManualClock::at_now();
+    let server = server_with(clock.clone(), |config| {
+        config.business.throughput_per_number = 3;
+        config.business.pair_burst = 100;
+    })
+    .await;
+    let acme = business(&server, "Acme").await;
+    acme.create_template("order_update").await;
+    let customers: Vec<String> = (0..4).map(|_| digits(&unique_phone())).collect();
+    for customer in &customers[..3] {
+        acme.send_template(customer, "order_update", "1")
+            .await
+            .unwrap();
+    }
+    let limited = acme
+        .send_template(&customers[3], "order_update", "1")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&limited), 130429, "{limited:?}");
+    assert_eq!(limited.0, 429, "{limited:?}");
+    clock.advance_ms(1_000);
+    acme.send_template(&customers[3], "order_update", "1")
+        .await
+        .unwrap();
+
+    let server = server_with(clock.clone(), |config| {
+        config.business.throughput_per_number = 1_000;
+        config.business.pair_burst = 2;
+        config.business.pair_per_minute = 1;
+    })
+    .await;
+    let acme = business(&server, "Acme").await;
+    acme.create_template("order_update").await;
+    let customer = digits(&unique_phone());
+    let elsewhere = digits(&unique_phone());
+    for _ in 0..2 {
+        acme.send_template(&customer, "order_update", "1")
+            .await
+            .unwrap();
+    }
+    let paired = acme
+        .send_template(&customer, "order_update", "1")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&paired), 131056, "{paired:?}");
+    acme.send_template(&elsewhere, "order_update", "1")
+        .await
+        .expect("the pair limit is per recipient");
+    clock.advance_ms(60_000);
+    acme.send_template(&customer, "order_update", "1")
+        .await
+        .unwrap();
+}
+
+/// A customer of `server` who writes `texts` to `acme`.
+async fn customer_writes(server: &TestServer, acme: &Business, texts: &[&str]) {
+    let customer = server.register(&unique_phone()).await;
+    let (chat, _events) = customer.connect().await.unwrap();
+    let to: UserId = acme.user_id.parse().unwrap();
+    for text in texts {
+        chat.send_text(to, text).await.unwrap();
+    }
+    chat.close().await;
+}
+
+#[tokio::test]
+async fn a_flaky_or_hanging_receiver_gets_every_webhook_in_order_per_conversation() {
+    let server = server_with(ManualClock::at_now(), |_| {}).await;
+    let acme = business(&server, "Acme").await;
+    let receiver = Receiver::start("t").await;
+    acme.subscribe(&receiver).await;
+
+    receiver.fail_next(3);
+    customer_writes(&server, &acme, &["one", "two", "three"]).await;
+    for text in ["one", "two", "three"] {
+        receiver.message_with_text(text).await;
+    }
+    let delivered: Vec<Value> = receiver
+        .accepted()
+        .iter()
+        .filter_map(|p| change_value(p).map(|v| v["messages"][0]["text"]["body"].clone()))
+        .filter(|text| !text.is_null())
+        .collect();
+    assert_eq!(
+        delivered,
+        ["one", "two", "three"],
+        "each once, in the conversation's order"
+    );
+    assert!(
+        receiver.hits().iter().filter(|h| !h.accepted).count() >= 3,
+        "the failed attempts were made and retried"
+    );
+
+    // A receiver that does not answer within the timeout is retried like one that fails.
+    receiver.set_mode(Mode::Hang(Duration::from_secs(2)));
+    customer_writes(&server, &acme, &["four"]).await;
+    let attempts = receiver.hits().len();
+    receiver.wait_for_hits(attempts + 1).await;
+    receiver.set_mode(Mode::Accept);
+    receiver.message_with_text("four").await;
+}
+
+#[tokio::test]
+async fn webhooks_that_keep_failing_go_to_dead_letters_and_replay() {
+    let clock = ManualClock::at_now();
+    let server = server_with(clock.clone(), |config| {
+        config.business.webhooks.max_age_secs = 3_600;
+    })
+    .await;
+    let acme = business(&server, "Acme").await;
+    let receiver = Receiver::start("t").await;
+    acme.subscribe(&receiver).await;
+    receiver.set_mode(Mode::Fail);
+    customer_writes(&server, &acme, &["lost?"]).await;
+    receiver.wait_for_hits(2).await;
+    // Past the maximum age the next failure is final: a dead letter, not a loss.
+    clock.advance_ms(3_601_000);
+    let started = std::time::Instant::now();
+    let dead = loop {
+        let (_, dead) = acme
+            .admin(reqwest::Method::GET, "/dead-letters", None)
+            .await;
+        if dead["data"].as_array().is_some_and(|d| !d.is_empty()) {
+            break dead;
+        }
+        assert!(
+            started.elapsed() < courier_tests::DEADLINE,
+            "no dead letter: {dead}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let letter = &dead["data"][0];
+    assert!(letter.to_string().contains(&acme.number_id), "{letter}");
+    receiver.set_mode(Mode::Accept);
+    let (number, app, seq) = (
+        letter["number"].as_str().unwrap(),
+        letter["app"].as_str().unwrap(),
+        letter["seq"].as_u64().unwrap(),
+    );
+    let shown = acme
+        .admin(
+            reqwest::Method::GET,
+            &format!("/dead-letters/{number}/{app}/{seq}"),
+            None,
+        )
+        .await;
+    assert!(shown.1.to_string().contains("lost?"), "{shown:?}");
+    let replayed = acme
+        .admin(
+            reqwest::Method::POST,
+            &format!("/dead-letters/{number}/{app}/{seq}/replay"),
+            None,
+        )
+        .await;
+    assert_eq!(replayed.0, 200, "{replayed:?}");
+    receiver.message_with_text("lost?").await;
+    let (_, dead) = acme
+        .admin(reqwest::Method::GET, "/dead-letters", None)
+        .await;
+    assert_eq!(dead["data"].as_array().map(Vec::len), Some(0), "{dead}");
+}
+
+#[tokio::test]
+async fn pending_webhooks_and_accepted_messages_survive_a_restart() {
+    let clock = ManualClock::at_now();
+    let mut server = server_with(clock.clone(), |_| {}).await;
+    let (platform, business_addr) = (
+        server.addr(),
+        server.running().business().unwrap().local_addr(),
+    );
+    let data_dir = server.dir.path().to_owned();
+    let acme = business(&server, "Acme").await;
+    let receiver = Receiver::start("t").await;
+    acme.subscribe(&receiver).await;
+    receiver.set_mode(Mode::Fail);
+    customer_writes(&server, &acme, &["before the restart"]).await;
+    receiver.wait_for_hits(1).await;
+    server.stop().await;
+
+    receiver.set_mode(Mode::Accept);
+    let restarted = server_with(clock.clone(), |config| {
+        config.server.listen = platform;
+        config.business.listen = business_addr;
+        config.store.data_dir = data_dir;
+    })
+    .await;
+    receiver.message_with_text("before the restart").await;
+    // The number's device came back with its keys: it still sends.
+    acme.create_template("after_restart").await;
+    let customer = restarted.register(&unique_phone()).await;
+    let (_chat, mut events) = customer.connect().await.unwrap();
+    acme.send_template(&digits(&customer.phone()), "after_restart", "B-2")
+        .await
+        .unwrap();
+    let (_, text, _, _) = next_message(&mut events).await;
+    assert!(text.contains("B-2"), "{text}");
+}

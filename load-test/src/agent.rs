@@ -23,8 +23,12 @@ use crate::sampler::ProcessSampler;
 
 /// Runs agent `index` of `plan`, writing its result to `result_path`.
 pub async fn run(plan: Plan, index: u32, result_path: &Path) -> anyhow::Result<()> {
-    if plan.encrypt {
-        let result = crate::encrypted::chat(&plan, index).await?;
+    if plan.encrypt || plan.scenario == ScenarioKind::Business {
+        let result = if plan.encrypt {
+            crate::encrypted::chat(&plan, index).await?
+        } else {
+            crate::business::run(&plan, index).await?
+        };
         std::fs::write(result_path, serde_json::to_vec(&result)?)?;
         println!("DONE");
         return Ok(());
@@ -62,6 +66,7 @@ pub async fn run(plan: Plan, index: u32, result_path: &Path) -> anyhow::Result<(
         ScenarioKind::Churn => churn(&plan, &users, &settings, &recorder, share).await?,
         ScenarioKind::Storm => storm(&plan, &users, &settings, &recorder).await?,
         ScenarioKind::Group => group(&plan, &users, &settings, &recorder).await?,
+        ScenarioKind::Business => unreachable!("run by crate::business above"),
     };
     std::fs::write(result_path, serde_json::to_vec(&result)?)?;
     println!("DONE");
@@ -158,6 +163,7 @@ pub(crate) fn parameters(plan: &Plan) -> serde_json::Value {
     let mut value = serde_json::to_value(plan).unwrap_or_default();
     if let Some(map) = value.as_object_mut() {
         map.remove("admin_token");
+        map.remove("business_admin_token");
     }
     value
 }

@@ -74,6 +74,14 @@ struct RunArgs {
     admin_token: Option<String>,
     #[arg(long, default_value = "data/admin.token")]
     admin_token_file: PathBuf,
+    /// Business scenario: the business API's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8090")]
+    business_url: String,
+    /// Business scenario: its admin token (else read from --business-admin-token-file).
+    #[arg(long, env = "COURIER_BUSINESS_ADMIN_TOKEN")]
+    business_admin_token: Option<String>,
+    #[arg(long, default_value = "data/business-admin.token")]
+    business_admin_token_file: PathBuf,
     #[arg(long, default_value_t = 100)]
     users: u64,
     /// Rate profile: N, constant:N, ramp:FROM:TO, step:START:STEP:EVERY_SECS,
@@ -172,6 +180,22 @@ impl RunArgs {
                 .trim()
                 .to_owned(),
         };
+        let business_admin_token = match (self.scenario, self.business_admin_token) {
+            (_, Some(token)) => token,
+            (ScenarioKind::Business, None) => {
+                std::fs::read_to_string(&self.business_admin_token_file)
+                    .with_context(|| {
+                        format!(
+                            "cannot read the business admin token from {} (use \
+                             --business-admin-token)",
+                            self.business_admin_token_file.display()
+                        )
+                    })?
+                    .trim()
+                    .to_owned()
+            }
+            (_, None) => String::new(),
+        };
         Ok(Plan {
             scenario: self.scenario,
             server: self.server,
@@ -193,6 +217,8 @@ impl RunArgs {
             out: self.out,
             users_cache: self.users_cache,
             encrypt: self.encrypt,
+            business_url: self.business_url,
+            business_admin_token,
             cpu_profile: self.profile.then_some(Settings {
                 frequency_hz: self.profile_frequency,
                 call_graph: self.profile_call_graph,

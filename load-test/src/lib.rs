@@ -9,6 +9,7 @@
 //! - [`agent`]: one process's share of the users, per scenario (chat, idle, churn, storm).
 //! - [`driver`]: one load connection (scheduled writer, timing reader).
 //! - [`encrypted`]: the chat scenario with real end-to-end encryption through the client SDK.
+//! - [`business`]: the business scenario: the Cloud API path, consumers and a webhook receiver.
 //! - [`provision`]: registering load users through the real API.
 //! - [`recorder`]: counters and HdrHistograms per interval.
 //! - [`sampler`]: CPU and memory of processes from `/proc`.
@@ -23,6 +24,7 @@
 //! server cannot hide behind a generator that waits for it (no coordinated omission).
 
 pub mod agent;
+pub mod business;
 pub mod cli;
 pub mod controller;
 pub mod cpu_profile;

@@ -22,6 +22,10 @@ pub enum ScenarioKind {
     /// One group of all users, all online; the first user sends at the profile's rate and the
     /// time to the last member is measured (the `fan_out` series).
     Group,
+    /// One business number of the business API sends to online consumers through the Cloud
+    /// API path at the profile's rate, and each consumer answers: API, delivery, webhook and
+    /// status latencies (`business.rs`).
+    Business,
 }
 
 /// Open model: sends follow the schedule whatever the server does. Closed model: each user
@@ -83,6 +87,11 @@ pub struct Plan {
     /// Profile the server (`server_pid`) with `perf` during the measured phase.
     #[serde(default)]
     pub cpu_profile: Option<crate::cpu_profile::Settings>,
+    /// Business scenario: the business API's base URL and its admin token.
+    #[serde(default)]
+    pub business_url: String,
+    #[serde(default)]
+    pub business_admin_token: String,
 }
 
 fn default_users_cache() -> PathBuf {
@@ -116,6 +125,13 @@ impl Plan {
         if self.encrypt && self.model == Model::Closed {
             return Err("--encrypt runs the open model only".into());
         }
+        if self.scenario == ScenarioKind::Business
+            && (self.agents != 1 || self.business_url.is_empty())
+        {
+            return Err(
+                "the business scenario runs in one agent and needs the business API's URL".into(),
+            );
+        }
         if self.scenario == ScenarioKind::Group && self.agents != 1 {
             return Err("the group scenario runs in one agent (it times the last arrival)".into());
         }
@@ -143,7 +159,7 @@ impl Plan {
         let peak = self.profile.peak(self.duration_secs);
         if matches!(
             self.scenario,
-            ScenarioKind::Chat | ScenarioKind::Churn | ScenarioKind::Group
+            ScenarioKind::Chat | ScenarioKind::Churn | ScenarioKind::Group | ScenarioKind::Business
         ) && peak <= 0.0
         {
             return Err("the profile never asks for anything (rate 0)".into());

@@ -25,6 +25,10 @@ pub mod series {
     pub const FAN_OUT: &str = "fan_out";
     /// How late the generator sent, compared with the schedule (its own health).
     pub const SEND_LAG: &str = "send_lag";
+    /// Business: from the scheduled send time of a consumer's message to its webhook.
+    pub const WEBHOOK: &str = "webhook";
+    /// Business: from the scheduled send time of an API message to its `delivered` webhook.
+    pub const STATUS: &str = "status";
 }
 
 /// A latency histogram in a mergeable, serializable form.

@@ -4,7 +4,8 @@
 //! Grammar (spaces are ignored):
 //!
 //! ```text
-//! [series.]stat OP value[unit]   series: delivery (default), server_ack, connect, send_lag, fan_out
+//! [series.]stat OP value[unit]   series: delivery (default), server_ack, connect, send_lag, fan_out,
+//!                                 webhook, status (business)
 //!                                stat:   p50, p90, p95, p99, p999 (or p99.9), max, mean
 //!                                unit:   us, ms (default), s
 //! errors OP value%               percent of sent messages (of connection attempts if none sent)
@@ -23,12 +24,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::result::{RunResult, series};
 
-const SERIES: [&str; 5] = [
+const SERIES: [&str; 7] = [
     series::DELIVERY,
     series::SERVER_ACK,
     series::CONNECT,
     series::SEND_LAG,
     series::FAN_OUT,
+    series::WEBHOOK,
+    series::STATUS,
 ];
 
 /// A parsed threshold; see the module documentation for the grammar.
@@ -100,7 +103,7 @@ pub enum ThresholdError {
     #[error("nothing before the comparison in '{input}' (expected a statistic, errors or rate)")]
     MissingMetric { input: String },
     #[error(
-        "unknown series '{series}' in '{input}' (expected delivery, server_ack, connect, send_lag, fan_out)"
+        "unknown series '{series}' in '{input}' (expected delivery, server_ack, connect, send_lag, fan_out, webhook, status)"
     )]
     UnknownSeries { series: String, input: String },
     #[error(

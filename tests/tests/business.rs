@@ -662,3 +662,76 @@ async fn pending_webhooks_and_accepted_messages_survive_a_restart() {
     let (_, text, _, _) = next_message(&mut events).await;
     assert!(text.contains("B-2"), "{text}");
 }
+
+const SERVER: &str = env!("CARGO_BIN_EXE_courier-test-server");
+
+#[tokio::test]
+async fn webhooks_pending_at_a_kill_9_are_delivered_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("node");
+    let mut child = courier_tests::ChildServer::spawn_with(
+        std::path::Path::new(SERVER),
+        &data_dir,
+        std::net::SocketAddr::from(([127, 0, 0, 1], courier_tests::free_port())),
+        vec![
+            (
+                "COURIER_BUSINESS__WEBHOOKS__INITIAL_BACKOFF_MS".into(),
+                "20".into(),
+            ),
+            (
+                "COURIER_BUSINESS__WEBHOOKS__MAX_BACKOFF_SECS".into(),
+                "1".into(),
+            ),
+        ],
+    )
+    .await;
+    let base = child.business_url();
+    wait_until_up(&base).await;
+    let admin = std::fs::read_to_string(data_dir.join("business-admin.token")).unwrap();
+    let acme = Business::create(&base, admin.trim(), "Acme", &unique_phone()).await;
+    let receiver = Receiver::start("t").await;
+    assert_eq!(acme.subscribe(&receiver).await.0, 200);
+    receiver.set_mode(Mode::Fail);
+
+    let customer = child
+        .register(&unique_phone(), courier_client::StateFile::memory())
+        .await;
+    let (chat, _events) = customer.connect().await.unwrap();
+    let to: UserId = acme.user_id.parse().unwrap();
+    for text in ["first", "second", "third"] {
+        chat.send_text(to, text).await.unwrap();
+    }
+    // The first webhook was attempted (and refused): the service has taken them in.
+    receiver.wait_for_hits(1).await;
+    child.kill9();
+
+    receiver.set_mode(Mode::Accept);
+    child.restart().await;
+    for text in ["first", "second", "third"] {
+        receiver.message_with_text(text).await;
+    }
+    let delivered: Vec<Value> = receiver
+        .accepted()
+        .iter()
+        .filter_map(|p| change_value(p).map(|v| v["messages"][0]["text"]["body"].clone()))
+        .filter(|text| !text.is_null())
+        .collect();
+    assert_eq!(
+        delivered,
+        ["first", "second", "third"],
+        "in order, each once"
+    );
+    chat.close().await;
+    child.terminate();
+}
+
+async fn wait_until_up(base: &str) {
+    let started = std::time::Instant::now();
+    while reqwest::get(format!("{base}/healthz")).await.is_err() {
+        assert!(
+            started.elapsed() < courier_tests::DEADLINE,
+            "the business API at {base} is not up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

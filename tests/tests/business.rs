@@ -735,3 +735,130 @@ async fn wait_until_up(base: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Whether an answer says the router has nothing for the path or method.
+fn unrouted(answer: &business_support::Answer) -> bool {
+    let error = &answer.1["error"];
+    let says = |text: &str| {
+        [&error["message"], &error["error_data"]["details"]]
+            .iter()
+            .any(|v| v.as_str().is_some_and(|m| m.starts_with(text)))
+    };
+    answer.0 == 404
+        || answer.0 == 405
+        || says("Unsupported GET")
+        || says("Unsupported POST")
+        || says("Unsupported PUT")
+        || says("Unsupported DELETE")
+        || says("Unknown path components")
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_only_what_the_service_serves() {
+    let server = server_with(ManualClock::at_now(), |_| {}).await;
+    let acme = business(&server, "Acme").await;
+    acme.create_template("order_update").await;
+    let (_, templates) = acme.get(&format!("{}/message_templates", acme.id)).await;
+    let template_id = templates["data"][0]["id"]
+        .as_str()
+        .expect("a template id")
+        .to_owned();
+    let media_id = upload(&acme, b"\x89PNG\r\n\x1a\n not really an image", "image/png").await;
+    let (status, document) = business_support::call(
+        &acme.http,
+        reqwest::Method::GET,
+        &format!("{}/openapi.json", acme.base),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let paths = document["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 10, "{document}");
+    let mut checked = 0;
+    for (path, operations) in paths {
+        let concrete = path
+            .replace("{Version}", business_support::V)
+            .replace("{Phone-Number-ID}", &acme.number_id)
+            .replace("{WABA-ID}", &acme.id)
+            .replace("{Application-ID}", &acme.app_id)
+            .replace("{TEMPLATE_ID}", &template_id)
+            .replace("{Media-ID}", &media_id);
+        assert!(
+            !concrete.contains('{'),
+            "a placeholder the test does not know: {path}"
+        );
+        // Deletes last: what they remove is what the others read.
+        let mut methods: Vec<&String> =
+            operations.as_object().expect("operations").keys().collect();
+        methods.sort_by_key(|m| *m == "delete");
+        for method in methods {
+            let method: reqwest::Method = method.to_uppercase().parse().expect("a method");
+            let url = format!("{}{concrete}", acme.base);
+            let answer =
+                business_support::call(&acme.http, method.clone(), &url, Some(&acme.token), None)
+                    .await;
+            assert!(
+                !unrouted(&answer),
+                "{method} {path} is documented but not served: {answer:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= paths.len());
+    // The check tells the difference: what is not documented is not served.
+    for (method, path) in [
+        (reqwest::Method::PUT, format!("{}/messages", acme.number_id)),
+        (reqwest::Method::GET, format!("{}/messages", acme.number_id)),
+        (reqwest::Method::DELETE, acme.number_id.clone()),
+    ] {
+        let answer = business_support::call(
+            &acme.http,
+            method.clone(),
+            &acme.graph(&path),
+            Some(&acme.token),
+            None,
+        )
+        .await;
+        assert!(unrouted(&answer), "{method} {path}: {answer:?}");
+    }
+}
+
+/// Uploads `bytes` as media of `mime` type (multipart, as Cloud API clients send it); its id.
+async fn upload(acme: &Business, bytes: &[u8], mime: &str) -> String {
+    let boundary = "courier-test-boundary";
+    let mut body = Vec::new();
+    for (name, value) in [("messaging_product", "whatsapp"), ("type", mime)] {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\
+             Content-Type: {mime}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let response = acme
+        .http
+        .post(acme.graph(&format!("{}/media", acme.number_id)))
+        .bearer_auth(&acme.token)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{answer}");
+    answer["id"].as_str().expect("a media id").to_owned()
+}

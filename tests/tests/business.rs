@@ -862,3 +862,90 @@ async fn upload(acme: &Business, bytes: &[u8], mime: &str) -> String {
     assert_eq!(status, 200, "{answer}");
     answer["id"].as_str().expect("a media id").to_owned()
 }
+
+#[tokio::test]
+async fn media_goes_up_and_down_for_its_business_only_within_the_limit() {
+    let clock = ManualClock::at_now();
+    let server = server_with(clock.clone(), |config| {
+        config.business.max_media_bytes = 64 * 1024;
+        config.business.media_url_ttl_secs = 60;
+    })
+    .await;
+    let acme = business(&server, "Acme").await;
+    let other = business(&server, "Other").await;
+    let bytes: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let id = upload(&acme, &bytes, "application/pdf").await;
+
+    let (status, info) = acme.get(&id).await;
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["file_size"], bytes.len());
+    assert_eq!(info["mime_type"], "application/pdf");
+    let url = info["url"].as_str().unwrap().to_owned();
+    let download = |token: Option<String>, url: String| {
+        let http = acme.http.clone();
+        async move {
+            let mut request = http.get(&url);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.bytes().await.unwrap())
+        }
+    };
+    let (status, got) = download(Some(acme.token.clone()), url.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(&got[..], &bytes[..], "the bytes come back whole");
+    let (status, _) = download(None, url.clone()).await;
+    assert_ne!(status, 200, "the download URL needs the token too");
+    let (status, _) = download(Some(other.token.clone()), url.clone()).await;
+    assert_ne!(status, 200, "another business's token does not fetch it");
+    let foreign = other.get(&id).await;
+    assert_eq!(
+        code(&foreign),
+        100,
+        "another business does not see it: {foreign:?}"
+    );
+    let (status, _) = download(
+        Some(acme.token.clone()),
+        url.replace("signature=", "signature=x"),
+    )
+    .await;
+    assert_ne!(status, 200, "a tampered URL is refused");
+    clock.advance_ms(61_000);
+    let (status, _) = download(Some(acme.token.clone()), url).await;
+    assert_ne!(status, 200, "the URL expires");
+
+    // Over the limit: refused, and nothing is kept.
+    let big = vec![7u8; 65 * 1024];
+    let response = acme
+        .http
+        .post(acme.graph(&format!("{}/media", acme.number_id)))
+        .bearer_auth(&acme.token)
+        .header("content-type", "multipart/form-data; boundary=b")
+        .body(
+            [
+                &b"--b\r\nContent-Disposition: form-data; name=\"messaging_product\"\r\n\r\nwhatsapp\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\nContent-Type: image/png\r\n\r\n"[..],
+                &big,
+                b"\r\n--b--\r\n",
+            ]
+            .concat(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_client_error());
+    let refused: Value = response.json().await.unwrap();
+    assert!(refused["error"]["code"].is_u64(), "{refused}");
+    assert!(refused.to_string().contains("limit"), "{refused}");
+
+    let (status, deleted) = business_support::call(
+        &acme.http,
+        reqwest::Method::DELETE,
+        &acme.graph(&id),
+        Some(&acme.token),
+        None,
+    )
+    .await;
+    assert_eq!((status, &deleted["success"]), (200, &json!(true)));
+    assert_eq!(code(&acme.get(&id).await), 100, "deleted media is gone");
+}

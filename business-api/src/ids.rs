@@ -42,8 +42,8 @@ pub fn inbound_wamid(sender_device: &str, client_message_id: &str) -> String {
 }
 
 /// The prefix of the business-scoped user ids this deployment hands out: the Cloud API's
-/// `<country>.<digits>` shape with `ZZ`, the ISO 3166 code for an unknown region (the platform
-/// does not tie accounts to countries).
+/// `<country>.<digits>` shape with `ZZ`, a code ISO 3166 leaves unassigned and CLDR uses for an
+/// unknown region (the platform does not tie accounts to countries).
 const BSUID_REGION: &str = "ZZ";
 
 /// A platform user id (a UUID) as webhooks name the user: a business-scoped user id in the

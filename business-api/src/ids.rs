@@ -1,5 +1,5 @@
 //! Identifiers in the Cloud API's shapes: numeric object ids (businesses, numbers, apps,
-//! templates, media), `wamid.` message ids, and access tokens.
+//! templates, media), `wamid.` message ids, business-scoped user ids, and access tokens.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -41,6 +41,36 @@ pub fn inbound_wamid(sender_device: &str, client_message_id: &str) -> String {
     format!("wamid.{}", URL_SAFE_NO_PAD.encode(&digest[..18]))
 }
 
+/// The prefix of the business-scoped user ids this deployment hands out: the Cloud API's
+/// `<country>.<digits>` shape with `ZZ`, a code ISO 3166 leaves unassigned and CLDR uses for an
+/// unknown region (the platform does not tie accounts to countries).
+const BSUID_REGION: &str = "ZZ";
+
+/// A platform user id (a UUID) as webhooks name the user: a business-scoped user id in the
+/// Cloud API's shape, `ZZ.<the UUID as a decimal number>` (clients tell recipients apart by
+/// that shape: a UUID would pass for a group id). Anything that is not a UUID (an unknown
+/// recipient's empty id) is returned as it is.
+pub fn bsuid(user_id: &str) -> String {
+    match uuid::Uuid::parse_str(user_id) {
+        Ok(uuid) => format!("{BSUID_REGION}.{}", uuid.as_u128()),
+        Err(_) => user_id.to_owned(),
+    }
+}
+
+/// The platform user id (a UUID) a business-scoped user id from [`bsuid`] names.
+pub fn user_of_bsuid(bsuid: &str) -> Option<String> {
+    let (region, number) = bsuid.split_once('.')?;
+    if region.len() != 2
+        || !region.bytes().all(|b| b.is_ascii_uppercase())
+        || number.is_empty()
+        || !number.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let value: u128 = number.parse().ok()?;
+    Some(uuid::Uuid::from_u128(value).to_string())
+}
+
 /// A new access token (shown once) and the hash it is stored under.
 pub fn access_token() -> Result<(String, String), BusinessError> {
     let bytes: [u8; 32] = random_bytes()?;
@@ -73,6 +103,18 @@ mod tests {
         assert_eq!(inbound_wamid("u.1", "m"), inbound_wamid("u.1", "m"));
         assert_ne!(inbound_wamid("u.1", "m"), inbound_wamid("u.2", "m"));
         assert_ne!(inbound_wamid("u.1\0", "m"), inbound_wamid("u.1", "\0m"));
+        let user = "0e5b3c8e-8d7a-4f0e-9b1a-2c3d4e5f6a7b";
+        let scoped = bsuid(user);
+        assert!(scoped.starts_with("ZZ."), "{scoped}");
+        assert!(scoped[3..].bytes().all(|b| b.is_ascii_digit()), "{scoped}");
+        assert_eq!(user_of_bsuid(&scoped).as_deref(), Some(user));
+        assert_eq!(bsuid(""), "");
+        assert_eq!(user_of_bsuid(user), None);
+        assert_eq!(user_of_bsuid("US.ENT.1"), None);
+        assert_eq!(
+            user_of_bsuid("ZZ.99999999999999999999999999999999999999999"),
+            None
+        );
         let (token, hash) = access_token().unwrap();
         assert_eq!(token_hash(&token), hash);
         assert!(!hash.contains(&token));

@@ -4,6 +4,8 @@
 #   cmake                 builds the bundled librdkafka (Kafka client of cluster mode)
 #   libcurl4-openssl-dev  headers the librdkafka build looks for (nothing links curl)
 #   linux-perf            CPU profiles of the server in load runs (courier-load --profile)
+#   python3, python3-venv the virtualenv of the test with a third-party Cloud API client
+#                         (ops/business/pywa-test.sh)
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
 
@@ -12,6 +14,9 @@ command -v cmake >/dev/null 2>&1 || need+=(cmake)
 dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || need+=(libcurl4-openssl-dev)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v perf >/dev/null 2>&1 || need+=(linux-perf)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+# Debian keeps ensurepip, which `python3 -m venv` needs, in python3-venv.
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 
 if ((${#need[@]})); then
   echo "installing: ${need[*]}" >&2

@@ -115,6 +115,13 @@ async fn a_business_and_a_customer_exchange_every_message_type_with_signed_webho
     let outside = acme.send_text(&customer_wa, "hello?").await.unwrap_err();
     assert_eq!(code(&outside), 131047, "{outside:?}");
     acme.create_template("order_update").await;
+    let (_, listed) = acme
+        .get(&format!("{}/message_templates?name=order_update", acme.id))
+        .await;
+    assert_eq!(
+        listed["data"][0]["parameter_format"], "POSITIONAL",
+        "templates are described with their parameter format: {listed}"
+    );
     let template_id = acme
         .send_template(&customer_wa, "order_update", "A-17")
         .await
@@ -129,10 +136,17 @@ async fn a_business_and_a_customer_exchange_every_message_type_with_signed_webho
     let sent = receiver.status(&template_id, "sent").await;
     assert_eq!(sent["statuses"][0]["recipient_id"], customer_wa);
     let delivered = receiver.status(&template_id, "delivered").await;
+    // The user id in the Cloud API's business-scoped shape (`CC.<digits>`), which clients tell
+    // apart from phone numbers and group ids.
+    let customer_bsuid = courier_business::ids::bsuid(&customer.user_id().to_string());
+    assert!(customer_bsuid.starts_with("ZZ."), "{customer_bsuid}");
     assert_eq!(
-        delivered["contacts"][0]["user_id"],
-        customer.user_id().to_string(),
+        delivered["contacts"][0]["user_id"], customer_bsuid,
         "statuses carry contacts[] with user_id"
+    );
+    assert_eq!(
+        delivered["statuses"][0]["recipient_user_id"],
+        customer_bsuid
     );
 
     // The customer writes: a signed webhook in the Cloud API envelope.
@@ -168,15 +182,15 @@ async fn a_business_and_a_customer_exchange_every_message_type_with_signed_webho
     assert_eq!(value["messaging_product"], "whatsapp");
     assert_eq!(value["metadata"]["phone_number_id"], acme.number_id);
     assert_eq!(value["contacts"][0]["wa_id"], customer_wa);
-    assert_eq!(
-        value["contacts"][0]["user_id"],
-        customer.user_id().to_string()
-    );
+    assert_eq!(value["contacts"][0]["user_id"], customer_bsuid);
+    assert_eq!(message["from_user_id"], customer_bsuid);
 
-    // Within the window: a reply with context, buttons, a reaction, mark as read.
+    // Within the window: a reply with context, buttons, a reaction, mark as read. The reply
+    // goes to the sender as the webhook named them (`recipient`, the business-scoped id).
     let reply_id = acme
         .send(json!({
-            "messaging_product": "whatsapp", "to": customer_wa, "type": "text",
+            "messaging_product": "whatsapp", "recipient_type": "individual",
+            "recipient": customer_bsuid, "type": "text",
             "context": { "message_id": hello_wamid }, "text": { "body": "How can we help?" },
         }))
         .await;
@@ -224,7 +238,9 @@ async fn a_business_and_a_customer_exchange_every_message_type_with_signed_webho
 
     let reacted = acme
         .send(json!({
-            "messaging_product": "whatsapp", "to": customer_wa, "type": "reaction",
+            // The platform's own user id is a recipient too.
+            "messaging_product": "whatsapp", "recipient": customer.user_id().to_string(),
+            "type": "reaction",
             "reaction": { "message_id": hello_wamid, "emoji": "👍" },
         }))
         .await;

@@ -64,9 +64,14 @@ pub async fn send(
             let contact = match to {
                 Recipient::Phone(phone) => runtime.contact_by_phone(phone).await?,
                 Recipient::UserId(user) => {
-                    let user: UserId = user.parse().map_err(|_| {
-                        BusinessError::Invalid(format!("recipient {user:?} is not a user id"))
-                    })?;
+                    // The business-scoped form webhooks carry, or the platform's own.
+                    let user: UserId = ids::user_of_bsuid(user)
+                        .as_deref()
+                        .unwrap_or(user)
+                        .parse()
+                        .map_err(|_| {
+                            BusinessError::Invalid(format!("recipient {user:?} is not a user id"))
+                        })?;
                     runtime.contact_by_user(user).await?
                 }
             };

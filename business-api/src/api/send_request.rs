@@ -15,7 +15,8 @@ pub struct SendRequest {
     pub messaging_product: Option<String>,
     pub recipient_type: Option<String>,
     pub to: Option<String>,
-    /// The recipient's business-scoped user id (our platform user id) instead of `to`.
+    /// The recipient's business-scoped user id (as webhooks carry it, or the platform user id)
+    /// instead of `to`.
     pub recipient: Option<String>,
     #[serde(rename = "type")]
     pub kind: Option<String>,

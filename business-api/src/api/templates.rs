@@ -22,13 +22,13 @@ struct Create {
     language: String,
     category: String,
     components: Vec<Value>,
+    /// `POSITIONAL` (the default) or `NAMED`; kept and shown with the template.
+    #[serde(default)]
+    parameter_format: Option<String>,
     // Accepted for compatibility; without human review they change nothing here.
     #[serde(default)]
     #[allow(dead_code)]
     allow_category_change: Option<Value>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    parameter_format: Option<String>,
     #[serde(default)]
     #[allow(dead_code)]
     message_send_ttl_seconds: Option<Value>,
@@ -121,6 +121,7 @@ fn describe(template: &Template) -> Value {
         "language": template.language,
         "status": template.status,
         "category": template.category,
+        "parameter_format": template.parameter_format,
         "components": template.components,
     })
 }
@@ -188,6 +189,17 @@ async fn create(service: &Service, business_id: &str, call: &mut Call) -> Busine
             "language must be a language code such as en_US".into(),
         ));
     }
+    let parameter_format = request
+        .parameter_format
+        .as_deref()
+        .unwrap_or("POSITIONAL")
+        .to_ascii_uppercase();
+    if !matches!(parameter_format.as_str(), "POSITIONAL" | "NAMED") {
+        return Err(BusinessError::Invalid(format!(
+            "parameter_format must be POSITIONAL or NAMED, not {:?}",
+            request.parameter_format.unwrap_or_default()
+        )));
+    }
     check_components(&request.components)?;
     let business: Business = service.repo.require(tables::BUSINESS, business_id).await?;
     let template = Template {
@@ -202,6 +214,7 @@ async fn create(service: &Service, business_id: &str, call: &mut Call) -> Busine
             TemplateStatus::Pending
         },
         components: request.components,
+        parameter_format,
         created_ms: service.clock.now_ms(),
     };
     let key = RecordKey::new(

@@ -22,6 +22,7 @@ fn stored(status: TemplateStatus) -> Stored {
             json!({"type": "FOOTER", "text": "Reply STOP to opt out"}),
             json!({"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": "Track"}, {"type": "QUICK_REPLY", "text": "Cancel"}]}),
         ],
+        parameter_format: "POSITIONAL".into(),
         created_ms: 0,
     }
 }

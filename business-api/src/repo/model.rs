@@ -121,7 +121,15 @@ pub struct Template {
     pub category: String,
     pub status: TemplateStatus,
     pub components: Vec<serde_json::Value>,
+    /// `POSITIONAL` (`{{1}}` placeholders) or `NAMED` (`{{name}}`), as created; templates
+    /// stored before it was kept are positional.
+    #[serde(default = "positional")]
+    pub parameter_format: String,
     pub created_ms: Millis,
+}
+
+fn positional() -> String {
+    "POSITIONAL".to_owned()
 }
 
 /// Uploaded media: metadata; the bytes are in `media_chunk` records.

@@ -10,7 +10,8 @@ use sha2::Sha256;
 use crate::clock::Millis;
 use crate::repo::model::{PhoneNumber, SentMessage};
 
-/// A consumer as webhooks name them.
+/// A consumer as webhooks name them (`user_id` is the platform's; webhooks carry it in the
+/// business-scoped shape, [`crate::ids::bsuid`]).
 #[derive(Clone, Debug)]
 pub struct Customer<'a> {
     pub user_id: &'a str,
@@ -30,7 +31,7 @@ fn contacts(customer: &Customer<'_>) -> Value {
     json!([{
         "profile": { "name": customer.name },
         "wa_id": customer.wa_id,
-        "user_id": customer.user_id,
+        "user_id": crate::ids::bsuid(customer.user_id),
     }])
 }
 
@@ -48,7 +49,7 @@ pub fn message_value(
 ) -> Value {
     let mut message = json!({
         "from": customer.wa_id,
-        "from_user_id": customer.user_id,
+        "from_user_id": crate::ids::bsuid(customer.user_id),
         "id": id,
         "timestamp": seconds(sent_at_ms),
     });
@@ -146,7 +147,7 @@ pub fn status_value(
         "status": status.name(),
         "timestamp": seconds(at_ms),
         "recipient_id": sent.to_wa_id,
-        "recipient_user_id": sent.to_user,
+        "recipient_user_id": crate::ids::bsuid(&sent.to_user),
         "conversation": {
             "id": conversation_id(&number.id, &sent.to_user),
             "origin": { "type": "service" },

@@ -12,14 +12,13 @@
 //! - `status`: schedule → the `delivered` status of the business's message at the receiver.
 //!
 //! So a rate R asks for R API messages/s through one number and about 3R webhooks/s (each
-//! inbound message, and `sent` and `delivered` of each outbound one). The business, its number
-//! and token are created once through the admin API and kept in the users cache; the consumer
-//! devices are the encrypted chat scenario's. The service's limits must allow the rate
+//! inbound message, and `sent` and `delivered` of each outbound one). Each run creates its
+//! business, number and token through the admin API, and registers its consumers (devices with
+//! their state in memory) with fresh numbers. The service's limits must allow the rate
 //! (`business.throughput_per_number`, `business.pair_burst`, `business.pair_per_minute`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,7 +26,7 @@ use anyhow::{Context, bail};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use courier_client::{Api, ConnectOptions, Event, Messenger};
+use courier_client::{Api, Client, ConnectOptions, Event, Messenger, StateFile};
 use courier_protocol::UserId;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -55,15 +54,6 @@ struct LoadBusiness {
     token: String,
 }
 
-fn cache_path(plan: &Plan) -> PathBuf {
-    let key: String = plan
-        .business_url
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    plan.users_cache.join(format!("business-{key}.json"))
-}
-
 async fn admin(
     http: &reqwest::Client,
     plan: &Plan,
@@ -89,23 +79,14 @@ async fn admin(
     Ok(value)
 }
 
-/// The cached business if the service still knows it, else a new one.
+/// A new business with one number and a token (each run its own, so that no webhook of an
+/// earlier run reaches this run's receiver).
 async fn business(http: &reqwest::Client, plan: &Plan) -> anyhow::Result<LoadBusiness> {
-    let path = cache_path(plan);
-    if let Ok(text) = std::fs::read_to_string(&path)
-        && let Ok(cached) = serde_json::from_str::<LoadBusiness>(&text)
-    {
-        let url = graph(plan, &cached.number_id);
-        let known = http.get(&url).bearer_auth(&cached.token).send().await;
-        if known.is_ok_and(|r| r.status().is_success()) {
-            return Ok(cached);
-        }
-    }
     let created = admin(http, plan, "/businesses", json!({ "name": "Load Co" })).await?;
     let id = created["id"].as_str().context("business id")?.to_owned();
-    // A number of the 555-01xx-style test range no load user has.
+    // A random number of the 555 test range (load users count up from the bottom of it).
     let random = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into()?);
-    let phone = format!("+1555{:07}", 9_000_000 + random % 1_000_000);
+    let phone = format!("+1555{:07}", random % 10_000_000);
     let number = admin(
         http,
         plan,
@@ -128,8 +109,6 @@ async fn business(http: &reqwest::Client, plan: &Plan) -> anyhow::Result<LoadBus
         user_id: number["user_id"].as_str().context("user id")?.to_owned(),
         token: token["access_token"].as_str().context("token")?.to_owned(),
     };
-    std::fs::create_dir_all(&plan.users_cache)?;
-    std::fs::write(&path, serde_json::to_vec_pretty(&business)?)?;
     Ok(business)
 }
 
@@ -267,6 +246,16 @@ fn listen(mut events: tokio::sync::mpsc::Receiver<Event>, recorder: Arc<Recorder
     });
 }
 
+/// A consumer device registered for this run, its state in memory (a state file written per
+/// message would make the generator the bottleneck).
+async fn consumer(plan: &Plan, api: &Api) -> anyhow::Result<Client> {
+    let random = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into()?);
+    let phone = format!("+1555{:07}", random % 10_000_000);
+    api.request_code(&phone).await?;
+    let code = api.pending_code(&plan.admin_token, &phone).await?.code;
+    Ok(Client::register(&plan.server, &phone, &code, "load", StateFile::memory()).await?)
+}
+
 /// The business scenario (one agent).
 pub async fn run(plan: &Plan, index: u32) -> anyhow::Result<RunResult> {
     let api = Api::new(&plan.server)?;
@@ -278,7 +267,7 @@ pub async fn run(plan: &Plan, index: u32) -> anyhow::Result<RunResult> {
         .context("setting up the load business")?;
     let (first, count) = plan.slice(index);
     let clients: Vec<_> = futures_util::stream::iter(first..first + count)
-        .map(|i| crate::encrypted::device(plan, &api, i))
+        .map(|_| consumer(plan, &api))
         .buffered(16)
         .collect::<Vec<_>>()
         .await

@@ -19,7 +19,7 @@ use crate::recorder::{Counter, Recorder, unix_micros};
 use crate::result::{RunResult, series};
 
 /// An SDK device for load user `index`, registered once and then reopened from the cache.
-pub(crate) async fn device(plan: &Plan, api: &Api, index: u64) -> anyhow::Result<Client> {
+async fn device(plan: &Plan, api: &Api, index: u64) -> anyhow::Result<Client> {
     let server_key: String = plan
         .server
         .chars()

@@ -181,6 +181,7 @@ pub async fn waba(
         Method::DELETE => {
             business.subscribed_apps.retain(|s| s.app_id != app_id);
             service.repo.put(&key, &business).await?;
+            restart_dispatchers(service, business_id).await?;
             Ok(json!({ "success": true }))
         }
         _ => {
@@ -200,7 +201,8 @@ pub async fn waba(
     }
 }
 
-/// Makes sure every number of the business runs a dispatcher for each subscribed app.
+/// Makes every number of the business read its subscriptions again and run a dispatcher for
+/// each subscribed app.
 async fn restart_dispatchers(service: &Service, business_id: &str) -> BusinessResult<()> {
     for runtime in service.runtimes() {
         if runtime.number.business_id == business_id {

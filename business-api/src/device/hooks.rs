@@ -28,7 +28,14 @@ pub struct NumberHooks {
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
     /// Apps whose queue has a dispatcher running.
     dispatched: Mutex<HashSet<String>>,
+    /// The subscribed apps, read once and kept until [`NumberHooks::forget_apps`] (called
+    /// whenever the subscriptions change).
+    apps: Mutex<Option<Vec<String>>>,
 }
+
+/// One webhook to queue: its conversation, its `value`, and its unique key if a repeat must
+/// make no second webhook.
+pub type Queued = (String, Value, Option<String>);
 
 impl NumberHooks {
     pub fn new(repo: Repo, business_id: String, number_id: String) -> Self {
@@ -38,6 +45,7 @@ impl NumberHooks {
             number_id,
             wakers: Mutex::new(HashMap::new()),
             dispatched: Mutex::new(HashSet::new()),
+            apps: Mutex::new(None),
         }
     }
 
@@ -55,13 +63,23 @@ impl NumberHooks {
 
     /// The apps subscribed to the business now.
     pub async fn subscribed_apps(&self) -> BusinessResult<Vec<String>> {
+        if let Some(apps) = self.apps.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Ok(apps);
+        }
         let business: Option<Business> = self
             .repo
             .get(&tables::single(tables::BUSINESS, &self.business_id))
             .await?;
-        Ok(business
+        let apps: Vec<String> = business
             .map(|b| b.subscribed_apps.into_iter().map(|s| s.app_id).collect())
-            .unwrap_or_default())
+            .unwrap_or_default();
+        *self.apps.lock().unwrap_or_else(|p| p.into_inner()) = Some(apps.clone());
+        Ok(apps)
+    }
+
+    /// Reads the subscribed apps again on next use.
+    pub fn forget_apps(&self) {
+        *self.apps.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Queues `values` (each with its unique key) for every subscribed app, in order.
@@ -72,13 +90,25 @@ impl NumberHooks {
         values: Vec<(Value, Option<String>)>,
         now: Millis,
     ) -> BusinessResult<usize> {
+        let items = values
+            .into_iter()
+            .map(|(value, unique)| (conversation.to_owned(), value, unique))
+            .collect();
+        self.queue_many(items, now).await
+    }
+
+    /// Queues webhooks of any conversations in one append per app, in order.
+    pub async fn queue_many(&self, values: Vec<Queued>, now: Millis) -> BusinessResult<usize> {
+        if values.is_empty() {
+            return Ok(0);
+        }
         let apps = self.subscribed_apps().await?;
         let items: Vec<(WebhookItem, Option<(String, Millis)>)> = values
             .into_iter()
-            .map(|(value, unique)| {
+            .map(|(conversation, value, unique)| {
                 let item = WebhookItem {
                     business_id: self.business_id.clone(),
-                    conversation: conversation.to_owned(),
+                    conversation,
                     created_ms: now,
                     value,
                     last_error: None,
@@ -112,17 +142,34 @@ impl NumberHooks {
         details: &str,
         now: Millis,
     ) -> BusinessResult<usize> {
-        let key = courier_store::business::RecordKey::new(tables::SENT, &self.number_id, wamid);
-        let Some(sent) = self.repo.get::<SentMessage>(&key).await? else {
-            return Ok(0);
-        };
-        let values = statuses
-            .iter()
-            .map(|status| {
+        self.statuses_many(number, &[(wamid, statuses, details)], now)
+            .await
+    }
+
+    /// Queues the statuses of several messages (wamid, statuses, details) in one append.
+    pub async fn statuses_many(
+        &self,
+        number: &crate::repo::model::PhoneNumber,
+        entries: &[(&str, &[Status], &str)],
+        now: Millis,
+    ) -> BusinessResult<usize> {
+        let sent = futures_util::future::join_all(entries.iter().map(|(wamid, _, _)| {
+            let key =
+                courier_store::business::RecordKey::new(tables::SENT, &self.number_id, *wamid);
+            async move { self.repo.get::<SentMessage>(&key).await }
+        }))
+        .await;
+        let mut values = Vec::new();
+        for ((wamid, statuses, details), sent) in entries.iter().zip(sent) {
+            let Some(sent) = sent? else {
+                continue;
+            };
+            for status in *statuses {
                 let value = payload::status_value(number, &sent, wamid, *status, now, details);
-                (value, Some(format!("status/{wamid}/{}", status.name())))
-            })
-            .collect();
-        self.queue(&sent.to_wa_id, values, now).await
+                let unique = format!("status/{wamid}/{}", status.name());
+                values.push((sent.to_wa_id.clone(), value, Some(unique)));
+            }
+        }
+        self.queue_many(values, now).await
     }
 }

@@ -104,6 +104,8 @@ impl NumberRuntime {
         self: &Arc<Self>,
         dispatch: &Arc<Dispatch>,
     ) -> BusinessResult<()> {
+        // Called when the subscriptions changed: read them again.
+        self.hooks.forget_apps();
         for app in self.hooks.subscribed_apps().await? {
             if !self.hooks.claim_dispatcher(&app) {
                 continue;

@@ -16,8 +16,8 @@ use std::time::Duration;
 use courier_client::ClientError;
 use courier_protocol::UserId;
 use courier_protocol::v1::{Content, ErrorCode};
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use prost::Message as _;
 
 use super::NumberRuntime;
@@ -63,6 +63,9 @@ fn classify(result: Result<courier_client::Sent, ClientError>) -> Outcome {
     }
 }
 
+/// A finished send, as the loop collects them.
+type Done = (String, u64, OutboundMessage, Outcome);
+
 impl NumberRuntime {
     pub(super) async fn run_outbox(self: Arc<Self>) {
         let queue = tables::outbox(&self.number.id);
@@ -71,46 +74,51 @@ impl NumberRuntime {
         let mut busy: HashSet<String> = HashSet::new();
         let mut in_flight = FuturesUnordered::new();
         let mut retry_soon = false;
+        // The outbox may hold more than is loaded: at start, when woken, after a full read.
+        let mut more = true;
         loop {
-            match self
-                .repo
-                .read_queue::<OutboundMessage>(&queue, loaded_up_to, READ_BATCH)
-                .await
-            {
-                Ok(items) => {
-                    for (seq, message) in items {
-                        loaded_up_to = seq;
-                        waiting
-                            .entry(message.to_user.clone())
-                            .or_default()
-                            .push_back((seq, message));
+            if more {
+                match self
+                    .repo
+                    .read_queue::<OutboundMessage>(&queue, loaded_up_to, READ_BATCH)
+                    .await
+                {
+                    Ok(items) => {
+                        more = items.len() == READ_BATCH;
+                        for (seq, message) in items {
+                            loaded_up_to = seq;
+                            waiting
+                                .entry(message.to_user.clone())
+                                .or_default()
+                                .push_back((seq, message));
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(number = %self.number.id, %error, "cannot read the outbox")
                     }
                 }
-                Err(error) => {
-                    tracing::warn!(number = %self.number.id, %error, "cannot read the outbox")
-                }
             }
-            let ready: Vec<String> = waiting
-                .keys()
-                .filter(|r| !busy.contains(*r))
-                .take(MAX_IN_FLIGHT.saturating_sub(busy.len()))
-                .cloned()
-                .collect();
-            if !ready.is_empty()
-                && let Some(messenger) = self.messenger(Duration::from_millis(1)).await
-            {
-                for recipient in ready {
-                    let Some((seq, message)) =
-                        waiting.get(&recipient).and_then(|q| q.front()).cloned()
-                    else {
-                        continue;
-                    };
-                    busy.insert(recipient.clone());
-                    let messenger = Arc::clone(&messenger);
-                    in_flight.push(async move {
-                        let outcome = send(&messenger, &message).await;
-                        (recipient, seq, message, outcome)
-                    });
+            if busy.len() < MAX_IN_FLIGHT && waiting.len() > busy.len() {
+                let ready: Vec<String> = waiting
+                    .keys()
+                    .filter(|r| !busy.contains(*r))
+                    .take(MAX_IN_FLIGHT - busy.len())
+                    .cloned()
+                    .collect();
+                if let Some(messenger) = self.messenger(Duration::from_millis(1)).await {
+                    for recipient in ready {
+                        let Some((seq, message)) =
+                            waiting.get(&recipient).and_then(|q| q.front()).cloned()
+                        else {
+                            continue;
+                        };
+                        busy.insert(recipient.clone());
+                        let messenger = Arc::clone(&messenger);
+                        in_flight.push(async move {
+                            let outcome = send(&messenger, &message).await;
+                            (recipient, seq, message, outcome)
+                        });
+                    }
                 }
             }
             let pause = if retry_soon {
@@ -120,65 +128,88 @@ impl NumberRuntime {
             };
             retry_soon = false;
             tokio::select! {
-                Some((recipient, seq, message, outcome)) = in_flight.next() => {
-                    busy.remove(&recipient);
-                    if self.finish(&queue, seq, &message, outcome).await {
-                        if let Some(q) = waiting.get_mut(&recipient) {
-                            q.pop_front();
-                            if q.is_empty() {
-                                waiting.remove(&recipient);
+                Some(first) = in_flight.next() => {
+                    // Every send that has finished by now is recorded in one batch.
+                    let mut done = vec![first];
+                    while let Some(Some(next)) = in_flight.next().now_or_never() {
+                        done.push(next);
+                    }
+                    let left = self.finish(&queue, &done).await;
+                    for (recipient, seq, _, _) in done {
+                        busy.remove(&recipient);
+                        if left.contains(&seq) {
+                            if let Some(q) = waiting.get_mut(&recipient) {
+                                q.pop_front();
+                                if q.is_empty() {
+                                    waiting.remove(&recipient);
+                                }
                             }
+                        } else {
+                            retry_soon = true;
                         }
-                    } else {
-                        retry_soon = true;
                     }
                 }
-                _ = self.outbox_wake.notified() => {}
-                _ = tokio::time::sleep(pause) => {}
+                _ = self.outbox_wake.notified() => more = true,
+                _ = tokio::time::sleep(pause) => more = true,
                 _ = self.shutdown.wait() => break,
             }
         }
     }
 
-    /// Records how a send ended; `true` if the message left the outbox.
-    async fn finish(
-        &self,
-        queue: &str,
-        seq: u64,
-        message: &OutboundMessage,
-        outcome: Outcome,
-    ) -> bool {
+    /// Records how the sends in `done` ended, in one status append and one removal; the seqs
+    /// of the messages that left the outbox (the others are sent again).
+    async fn finish(&self, queue: &str, done: &[Done]) -> HashSet<u64> {
         let now = self.clock.now_ms();
-        let (statuses, details) = match outcome {
-            Outcome::Sent => {
-                self.metrics.sent(Duration::from_millis(
-                    now.saturating_sub(message.accepted_ms),
-                ));
-                (vec![Status::Sent], String::new())
+        let sent = [Status::Sent];
+        let mut entries = Vec::with_capacity(done.len());
+        let mut failed = Vec::new();
+        for (_, seq, message, outcome) in done {
+            match outcome {
+                Outcome::Sent => {
+                    self.metrics.sent(Duration::from_millis(
+                        now.saturating_sub(message.accepted_ms),
+                    ));
+                    entries.push((*seq, message.wamid.as_str(), &sent[..], ""));
+                }
+                Outcome::Failed(code, details) => {
+                    failed.push((
+                        *seq,
+                        message.wamid.as_str(),
+                        [Status::Failed { code: *code }],
+                        details.as_str(),
+                    ));
+                }
+                Outcome::Retry(reason) => {
+                    tracing::debug!(number = %self.number.id, wamid = %message.wamid, %reason, "send deferred");
+                }
             }
-            Outcome::Failed(code, details) => (vec![Status::Failed { code }], details),
-            Outcome::Retry(reason) => {
-                tracing::debug!(number = %self.number.id, wamid = %message.wamid, %reason, "send deferred");
-                return false;
+        }
+        let mut statuses: Vec<(&str, &[Status], &str)> =
+            entries.iter().map(|(_, w, s, d)| (*w, *s, *d)).collect();
+        statuses.extend(failed.iter().map(|(_, w, s, d)| (*w, &s[..], *d)));
+        let seqs: Vec<u64> = entries
+            .iter()
+            .map(|(seq, ..)| *seq)
+            .chain(failed.iter().map(|(seq, ..)| *seq))
+            .collect();
+        if seqs.is_empty() {
+            return HashSet::new();
+        }
+        // The statuses first: a crash before the removal sends again and reports nothing twice.
+        if let Err(error) = self.hooks.statuses_many(&self.number, &statuses, now).await {
+            tracing::warn!(number = %self.number.id, %error, "cannot queue statuses");
+            return HashSet::new();
+        }
+        for (_, statuses, _) in &statuses {
+            for status in *statuses {
+                self.metrics.status(status.name());
             }
-        };
-        // The status first: a crash before the removal sends again and reports nothing twice.
-        if let Err(error) = self
-            .hooks
-            .statuses(&self.number, &message.wamid, &statuses, &details, now)
-            .await
-        {
-            tracing::warn!(number = %self.number.id, %error, "cannot queue a status");
-            return false;
         }
-        for status in &statuses {
-            self.metrics.status(status.name());
-        }
-        match self.repo.remove(queue, &[seq]).await {
-            Ok(()) => true,
+        match self.repo.remove(queue, &seqs).await {
+            Ok(()) => seqs.into_iter().collect(),
             Err(error) => {
-                tracing::warn!(number = %self.number.id, %error, "cannot remove a sent message");
-                false
+                tracing::warn!(number = %self.number.id, %error, "cannot remove sent messages");
+                HashSet::new()
             }
         }
     }

@@ -1,5 +1,5 @@
-//! The store conformance suite and the restart check against a real cluster (Cassandra 5 or
-//! ScyllaDB) at `COURIER_TEST_CQL` (default `127.0.0.1:19042`; `ops/cluster/cassandra.sh start`
+//! The store and business store conformance suites and their restart checks against a real
+//! cluster (Cassandra 5 or ScyllaDB) at `COURIER_TEST_CQL` (default `127.0.0.1:19042`; `ops/cluster/cassandra.sh start`
 //! runs one).
 //!
 //! Creating a keyspace's tables takes over a second on Cassandra, so tests do not create one
@@ -13,8 +13,11 @@ mod support;
 
 use std::sync::Arc;
 
-use courier_store::Store;
+use courier_store::conformance::business::{
+    check_business_after_reopen, write_business_before_reopen,
+};
 use courier_store::conformance::{T0, check_after_reopen, write_before_reopen};
+use courier_store::{BusinessStore, Store};
 use courier_store_cql::{CqlConfig, CqlStore};
 
 use support::{Lease, config_for, connect_or_explain, fresh_store};
@@ -28,6 +31,15 @@ mod conformance {
     courier_store::conformance_tests!(super::factory);
 }
 
+async fn business_factory() -> (Arc<dyn BusinessStore>, Lease) {
+    let (store, lease) = fresh_store().await;
+    (Arc::new(store), lease)
+}
+
+mod business_conformance {
+    courier_store::business_conformance_tests!(super::business_factory);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everything_survives_a_new_session() {
     let (store, lease) = fresh_store().await;
@@ -35,6 +47,15 @@ async fn everything_survives_a_new_session() {
     drop(store);
     let store = connect_or_explain(&config_for(lease.keyspace())).await;
     check_after_reopen(&store, &before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn business_data_survives_a_new_session() {
+    let (store, lease) = fresh_store().await;
+    let before = write_business_before_reopen(&store).await;
+    drop(store);
+    let store = connect_or_explain(&config_for(lease.keyspace())).await;
+    check_business_after_reopen(&store, &before).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,7 +127,7 @@ async fn concurrent_first_starts_migrate_once() {
     }
     assert_eq!(
         support::applied_migrations(lease.keyspace()).await,
-        vec![1],
+        vec![1, 2],
         "each migration recorded once"
     );
     let reg = stores[2]

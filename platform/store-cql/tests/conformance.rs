@@ -58,6 +58,73 @@ async fn business_data_survives_a_new_session() {
     check_business_after_reopen(&store, &before).await;
 }
 
+/// Sessions do not share their in-process locks: their appends to one queue race in the
+/// cluster's transactions, and the losers read again and retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_from_several_sessions_share_one_queue() {
+    use courier_store::business::{Appended, QueueItem, UniqueKey};
+    const SESSIONS: usize = 3;
+    const CALLS: usize = 10;
+    let (first, lease) = fresh_store().await;
+    let mut stores = vec![Arc::new(first)];
+    for _ in 1..SESSIONS {
+        stores.push(Arc::new(
+            connect_or_explain(&config_for(lease.keyspace())).await,
+        ));
+    }
+    let tasks: Vec<_> = stores
+        .iter()
+        .enumerate()
+        .map(|(session, store)| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                for call in 0..CALLS {
+                    let items = vec![
+                        QueueItem {
+                            value: format!("{session}:{call}").into_bytes().into(),
+                            unique: None,
+                        },
+                        QueueItem {
+                            value: format!("key {call} from {session}").into_bytes().into(),
+                            unique: Some(UniqueKey {
+                                key: format!("key {call}"),
+                                unique_until: T0 + 3_600_000,
+                            }),
+                        },
+                    ];
+                    outcomes.push(store.append("webhooks/shared", items, T0).await.unwrap());
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let mut seqs = std::collections::BTreeSet::new();
+    let mut new_keys = vec![0; CALLS];
+    for task in tasks {
+        for (call, outcomes) in task.await.expect("task").into_iter().enumerate() {
+            for (i, outcome) in outcomes.into_iter().enumerate() {
+                match outcome {
+                    Appended::New(seq) => {
+                        assert!(seqs.insert(seq), "seq {seq} given twice");
+                        if i == 1 {
+                            new_keys[call] += 1;
+                        }
+                    }
+                    Appended::Duplicate => assert_eq!(i, 1, "only keyed items are duplicates"),
+                }
+            }
+        }
+    }
+    assert_eq!(new_keys, vec![1; CALLS], "each key appended once");
+    let read = BusinessStore::read_queue(&*stores[0], "webhooks/shared", 0, usize::MAX)
+        .await
+        .unwrap();
+    let read_seqs: Vec<u64> = read.iter().map(|item| item.seq).collect();
+    assert_eq!(read_seqs, seqs.into_iter().collect::<Vec<_>>());
+    assert_eq!(read.len(), SESSIONS * CALLS + CALLS);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn count_queued_entries_counts_every_queue() {
     let (store, _lease) = fresh_store().await;

@@ -13,10 +13,10 @@
 //!   [`BusinessStore::insert_record`] is `INSERT ... IF NOT EXISTS`, so of racing inserts in any
 //!   number of processes one applies (inserts of one key in one process also take its stripe,
 //!   queueing instead of contending in Paxos).
-//! - **Queues** live in one partition per queue: a static `next_seq`, the items (seq from 1)
-//!   and the recorded unique keys (seq 0). An append reads the static row and the keys of its
-//!   items, decides each item's outcome, then commits everything as **one conditional batch**
-//!   on that partition, a single lightweight transaction:
+//! - **Queues** live in one partition per queue: a meta row (seq -1) with `next_seq`, the
+//!   recorded unique keys (seq 0) and the items (seq from 1). An append reads the meta row and
+//!   the keys of its items, decides each item's outcome, then commits everything as **one
+//!   conditional batch** on that partition, a single lightweight transaction:
 //!   `UPDATE next_seq = n + k IF next_seq = n` (null for a new queue), the `k` items at seqs
 //!   `n..n + k`, a new key `INSERT ... IF NOT EXISTS`, an expired one `UPDATE ... IF
 //!   unique_until = <as read>`. It applies whole or not at all, its conditions checked at the
@@ -25,8 +25,8 @@
 //!   `SERIAL` and plans anew.
 //!   - *Seqs increase strictly and are never reused*: they are only taken from `next_seq`
 //!     through that condition, and nothing lowers or deletes `next_seq` (removals delete
-//!     rows, never the partition), so an emptied queue, a new session or another process
-//!     carries on above every seq ever taken.
+//!     item rows, never the meta row or the partition), so an emptied queue, a new session
+//!     or another process carries on above every seq ever taken.
 //!   - *All or nothing*: one transaction. If the process or the coordinator dies during it,
 //!     a proposal that was accepted but not committed is either lost or completed, whole, by
 //!     the next transaction or `SERIAL` read on the partition before that decides anything.
@@ -41,11 +41,11 @@
 //!   TIMESTAMP` of it. An item row is written once (seqs are never reused), so this removes
 //!   exactly that item however the client's clock and the Paxos coordinator's differ, and a
 //!   seq that is not there (unknown, removed, never taken) gets no tombstone that could hide
-//!   a later item. Then the static `head_seq` moves to the first item left, and reads start
+//!   a later item. Then the meta row's `head_seq` moves to the first item left, and reads start
 //!   there: a queue read from the start does not walk over the tombstones of what was removed
-//!   before its oldest item. (Tombstones between remaining items are read over until
-//!   compaction purges them: a queue whose oldest item stays while thousands behind it are
-//!   removed reads more slowly.)
+//!   before its oldest item, and the meta row and the keys are point reads that walk over
+//!   none. (Tombstones between remaining items are read over until compaction purges them: a
+//!   queue whose oldest item stays while thousands behind it are removed reads more slowly.)
 //!
 //! # Clocks
 //! A lightweight transaction writes with the timestamp of its Paxos ballot (the coordinator's

@@ -35,7 +35,7 @@
 //! | `group_dedupe` | group, sender device, client id | | message seq, expiry |
 //! | `group_receipts` | group, message seq | user, kind, time | receipts (insert-only) |
 //! | `business_records` | table, partition | key | business record |
-//! | `business_queues` | queue | seq, unique key | next seq and head (static), items, unique keys |
+//! | `business_queues` | queue | seq, unique key | next seq and head, unique keys, items |
 //!
 //! Removed devices lose their devices and keys rows, prekeys and queue entries at once; the
 //! dedupe records of their queues are left to expire (device ids are never reused, so nothing

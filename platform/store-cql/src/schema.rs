@@ -146,17 +146,20 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
                 record_table text, record_partition text, record_key text, value blob,
                 PRIMARY KEY ((record_table, record_partition), record_key))",
             // Partition: one queue (its name behind a '/': CQL refuses an empty partition
-            // key, and "" names a queue). Static: the next seq (every append is a
-            // conditional batch on it) and the head (no item below it). Rows: the items
-            // (seq >= 1, unique_key '') and the recorded unique keys (seq 0, the key), so
-            // that an append's seqs, items and unique keys are one lightweight transaction
-            // on one partition. Queues drain within minutes; unique keys stay until swept or
+            // key, and "" names a queue). Rows, in clustering order: the meta row (seq -1,
+            // unique_key ''; never deleted) with the next seq, which every append takes in a
+            // conditional batch, and the head (no item below it); the recorded unique keys
+            // (seq 0, the key); the items (seq >= 1, unique_key ''). So an append's seqs,
+            // items and unique keys are one lightweight transaction on one partition, and
+            // every read of the meta row (the transaction's own included) is a point read
+            // that never walks the tombstones of removed items, which a static column's
+            // read would. Queues drain within minutes; unique keys stay until swept or
             // past their TTL, a day after `unique_until` (`layout::backstop_ttl`): a webhook
             // queue holds the inbound message ids of the last 35 days, some 100 bytes each
             // (10 MB for 3,000 inbound messages a day).
             "CREATE TABLE IF NOT EXISTS business_queues (
                 queue text, seq bigint, unique_key text, value blob, unique_until bigint,
-                next_seq bigint static, head_seq bigint static,
+                next_seq bigint, head_seq bigint,
                 PRIMARY KEY (queue, seq, unique_key))",
         ],
     },

@@ -231,15 +231,16 @@ statements! {
         AND record_partition = ? AND record_key > ? LIMIT ?";
 
     // ---- business queues ----
-    bq_meta_get: Plain "SELECT DISTINCT queue, next_seq, head_seq FROM business_queues \
-        WHERE queue = ?";
-    bq_meta_get_serial: SerialRead "SELECT DISTINCT queue, next_seq, head_seq \
-        FROM business_queues WHERE queue = ?";
+    bq_meta_get: Plain "SELECT next_seq, head_seq FROM business_queues WHERE queue = ? \
+        AND seq = -1 AND unique_key = ''";
+    bq_meta_get_serial: SerialRead "SELECT next_seq, head_seq FROM business_queues \
+        WHERE queue = ? AND seq = -1 AND unique_key = ''";
     bq_unique_get: Plain "SELECT unique_key, unique_until FROM business_queues \
         WHERE queue = ? AND seq = 0 AND unique_key IN ?";
     bq_unique_get_serial: SerialRead "SELECT unique_key, unique_until FROM business_queues \
         WHERE queue = ? AND seq = 0 AND unique_key IN ?";
-    bq_take_seqs: Lwt "UPDATE business_queues SET next_seq = ? WHERE queue = ? IF next_seq = ?";
+    bq_take_seqs: Lwt "UPDATE business_queues SET next_seq = ? WHERE queue = ? AND seq = -1 \
+        AND unique_key = '' IF next_seq = ?";
     bq_item_put: Plain "INSERT INTO business_queues (queue, seq, unique_key, value) \
         VALUES (?, ?, '', ?)";
     bq_unique_record: Lwt "INSERT INTO business_queues (queue, seq, unique_key, unique_until) \
@@ -253,7 +254,8 @@ statements! {
     bq_first_item: Plain "SELECT seq FROM business_queues WHERE queue = ? AND seq >= ? LIMIT 1";
     bq_item_delete: Plain "DELETE FROM business_queues USING TIMESTAMP ? WHERE queue = ? \
         AND seq = ? AND unique_key = ''";
-    bq_set_head: Plain "UPDATE business_queues SET head_seq = ? WHERE queue = ?";
+    bq_set_head: Plain "UPDATE business_queues SET head_seq = ? WHERE queue = ? AND seq = -1 \
+        AND unique_key = ''";
 
     // ---- scans and sweeps ----
     scan_queue: Scan "SELECT user_id, device_id, bucket, seq, expires_at FROM queue";

@@ -21,7 +21,7 @@ type DedupeRow = (Uuid, i32, Uuid, i32, String, i64, i64);
 type GroupMessageRow = (Uuid, i64, i64, i64);
 type GroupDedupeRow = (Uuid, Uuid, i32, String, i64, i64);
 type ReceiptsRow = (Uuid, i64, Option<i64>);
-/// Any row of `business_queues`: items, unique keys, and (seq null) a queue's static row.
+/// Any row of `business_queues`: meta rows (seq -1), unique keys (seq 0), items.
 type BusinessQueueRow = (
     String,
     Option<i64>,

@@ -31,7 +31,7 @@ pub(crate) fn queue_partition(queue: &str) -> String {
     format!("/{queue}")
 }
 
-/// The static row of a queue partition.
+/// The meta row of a queue partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct QueueMeta {
     /// `next_seq` as stored: `None` for a queue never appended to. An append's transaction
@@ -81,7 +81,7 @@ struct AppendPlan {
     writes: Vec<AppendWrite>,
 }
 
-/// Plans an append on a queue whose static row is `meta` and whose recorded unique keys
+/// Plans an append on a queue whose meta row is `meta` and whose recorded unique keys
 /// (among those of `items`) are `recorded`, with their `unique_until`.
 fn plan_append(
     queue: &str,
@@ -144,18 +144,18 @@ fn plan_append(
 type BoxedValues = Box<dyn SerializeRow + Send + Sync>;
 
 impl CqlStore {
-    /// The static row of a queue; `serial` sees the outcome of every transaction so far.
+    /// The meta row of a queue; `serial` sees the outcome of every transaction so far.
     async fn business_queue_meta(&self, partition: &str, serial: bool) -> StoreResult<QueueMeta> {
         let statement = if serial {
             &self.st.bq_meta_get_serial
         } else {
             &self.st.bq_meta_get
         };
-        let row: Option<(String, Option<i64>, Option<i64>)> = self
+        let row: Option<(Option<i64>, Option<i64>)> = self
             .db
             .maybe_row(statement, (partition,), "business_queues")
             .await?;
-        let (stored_next, head) = row.map_or((None, None), |(_, next, head)| (next, head));
+        let (stored_next, head) = row.unwrap_or((None, None));
         Ok(QueueMeta {
             stored_next,
             head: head.map_or(1, u64_from_cql).max(1),

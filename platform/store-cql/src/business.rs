@@ -2,8 +2,9 @@
 //! `business_queues` (tables in `schema`). Names are checked by `courier_store::rules` before
 //! anything is read or written; values are blobs.
 //!
-//! Layout: `records` (puts, inserts, reads, listing), `queues` (appends, reads, removals);
-//! the unique-key sweep is in `sweep`; this file only dispatches.
+//! Layout: `records` (puts, inserts, reads, listing), `queues` (appends, reads, removals),
+//! `plan` (what an append does, from what the queue holds); the unique-key sweep is in
+//! `sweep`; this file only dispatches.
 //!
 //! # How each contract is kept
 //! - **Durability**: like every write of the crate, a write (plain, batch or the commit of a
@@ -56,6 +57,7 @@
 //! calls. The business API does this only when claiming a name (a phone number, a template)
 //! and undoing or updating the claim.
 
+mod plan;
 mod queues;
 mod records;
 

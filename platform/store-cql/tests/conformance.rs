@@ -125,6 +125,64 @@ async fn appends_from_several_sessions_share_one_queue() {
     assert_eq!(read.len(), SESSIONS * CALLS + CALLS);
 }
 
+/// Removals move a queue's head (where reads start) to its oldest item: past everything
+/// removed, never past an item, also when the queue is emptied and refilled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_start_at_the_oldest_item_left() {
+    use courier_store::business::QueueItem;
+    let (store, _lease) = fresh_store().await;
+    let store: Arc<dyn BusinessStore> = Arc::new(store);
+    let append = |values: &'static [&'static str]| {
+        let store = store.clone();
+        async move {
+            let items = values
+                .iter()
+                .map(|v| QueueItem {
+                    value: bytes::Bytes::from_static(v.as_bytes()),
+                    unique: None,
+                })
+                .collect();
+            let outcomes = store.append("outbox/head", items, T0).await.unwrap();
+            outcomes
+                .into_iter()
+                .map(|outcome| match outcome {
+                    courier_store::business::Appended::New(seq) => seq,
+                    other => panic!("a plain item is new: {other:?}"),
+                })
+                .collect::<Vec<u64>>()
+        }
+    };
+    let values = |items: Vec<courier_store::business::QueuedItem>| -> Vec<String> {
+        items
+            .iter()
+            .map(|i| String::from_utf8_lossy(&i.value).into_owned())
+            .collect()
+    };
+    let s = append(&["1", "2", "3", "4"]).await;
+    store.remove("outbox/head", &[s[1]]).await.unwrap();
+    store.remove("outbox/head", &[s[0]]).await.unwrap();
+    let read = store.read_queue("outbox/head", 0, 10).await.unwrap();
+    assert_eq!(values(read), vec!["3", "4"]);
+    store.remove("outbox/head", &[s[2], s[3]]).await.unwrap();
+    assert!(
+        store
+            .read_queue("outbox/head", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let later = append(&["5", "6"]).await;
+    store.remove("outbox/head", &s[..3]).await.unwrap();
+    let read = store.read_queue("outbox/head", 0, 10).await.unwrap();
+    assert_eq!(
+        values(read),
+        vec!["5", "6"],
+        "items after the emptied queue's head"
+    );
+    let read = store.read_queue("outbox/head", later[0], 10).await.unwrap();
+    assert_eq!(values(read), vec!["6"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn count_queued_entries_counts_every_queue() {
     let (store, _lease) = fresh_store().await;

@@ -645,8 +645,29 @@ async fn webhooks_that_keep_failing_go_to_dead_letters_and_replay() {
 
 #[tokio::test]
 async fn pending_webhooks_and_accepted_messages_survive_a_restart() {
+    survive_a_restart(|_| {}).await;
+}
+
+/// The same on the cluster store: the server hands its CQL store (a keyspace of its own on
+/// the cluster at `COURIER_TEST_CQL`) to the business API.
+#[tokio::test]
+async fn on_the_cql_store_pending_webhooks_and_accepted_messages_survive_a_restart() {
+    let contact_point = courier_tests::cluster_service("COURIER_TEST_CQL", "127.0.0.1:19042");
+    let keyspace = format!("b{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    survive_a_restart(move |config| {
+        config.store.backend = "cql".into();
+        config.store.cql_contact_points = contact_point.clone();
+        config.store.cql_keyspace = keyspace.clone();
+        config.store.cql_replication_factor = 1;
+    })
+    .await;
+}
+
+/// Webhooks pending and a device's keys survive a restart of the server on the store that
+/// `store` configures.
+async fn survive_a_restart(store: impl Fn(&mut courier_server::Config)) {
     let clock = ManualClock::at_now();
-    let mut server = server_with(clock.clone(), |_| {}).await;
+    let mut server = server_with(clock.clone(), &store).await;
     let (platform, business_addr) = (
         server.addr(),
         server.running().business().unwrap().local_addr(),
@@ -662,6 +683,7 @@ async fn pending_webhooks_and_accepted_messages_survive_a_restart() {
 
     receiver.set_mode(Mode::Accept);
     let restarted = server_with(clock.clone(), |config| {
+        store(config);
         config.server.listen = platform;
         config.business.listen = business_addr;
         config.store.data_dir = data_dir;

@@ -67,8 +67,8 @@ pub struct Extensions {
     /// A bus to join instead of the configured one: the server runs in cluster mode on it
     /// (tests join several nodes to one in-process hub).
     pub bus: Option<Arc<dyn Bus>>,
-    /// The business API's store when `store` is given (the configured embedded store serves
-    /// both otherwise).
+    /// The business API's store when `store` is given (the configured store serves both
+    /// otherwise); without one, the business API does not start.
     pub business_store: Option<Arc<dyn BusinessStore>>,
     /// The clock of the business API (tests move it); the wall clock if `None`.
     pub business_clock: Option<courier_business::clock::SharedClock>,
@@ -86,8 +86,7 @@ impl Default for Extensions {
     }
 }
 
-/// The configured stores: the platform's, and the business API's where the backend has one
-/// (the embedded store serves both; the CQL backend has no business tables yet).
+/// The configured stores: the platform's and the business API's (each backend serves both).
 async fn open_store(
     config: &Config,
     data_dir: &Path,
@@ -112,7 +111,8 @@ async fn open_store(
             scylla_extensions: store.cql_scylla,
             request_timeout: Duration::from_millis(store.cql_request_timeout_ms),
         };
-        return Ok((Arc::new(CqlStore::connect(&cql).await?), None));
+        let cql = Arc::new(CqlStore::connect(&cql).await?);
+        return Ok((cql.clone(), Some(cql)));
     }
     let embedded = Arc::new(EmbeddedStore::open(
         &data_dir.join("store"),
@@ -263,7 +263,8 @@ pub async fn start(config: Config, extensions: Extensions) -> Result<RunningServ
 }
 
 /// Starts the business API on its own listener, its numbers' devices connecting to this
-/// server's own address, when configured and when the store has a business backend.
+/// server's own address, when configured and when there is a business store (every
+/// configured backend has one; a store given in [`Extensions`] may come without).
 async fn start_business(
     state: &AppState,
     local_addr: SocketAddr,
@@ -277,9 +278,8 @@ async fn start_business(
     }
     let Some(store) = store else {
         tracing::warn!(
-            "business API not started: the {} store has no business tables yet (run \
-             `courier-business serve` beside the cluster, or set business.enabled = false)",
-            state.config.store.backend
+            "business API not started: the store given to the server has no business store \
+             beside it (pass one in Extensions::business_store, or set business.enabled = false)"
         );
         return Ok(None);
     };

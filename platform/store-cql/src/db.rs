@@ -1,5 +1,6 @@
 //! [`Db`]: the session and the few ways the store runs a prepared statement (rows, one row,
-//! a lightweight transaction, a scan, a group of writes), each mapping driver errors once.
+//! a lightweight transaction or conditional batch, a scan, a group of writes), each mapping
+//! driver errors once.
 
 use std::sync::Arc;
 
@@ -10,7 +11,9 @@ use scylla::client::pager::TypedRowStream;
 use scylla::client::session::Session;
 use scylla::deserialize::row::DeserializeRow;
 use scylla::response::query_result::QueryResult;
+use scylla::serialize::batch::BatchValues;
 use scylla::serialize::row::SerializeRow;
+use scylla::statement::batch::Batch;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlValue, Row};
 
@@ -78,29 +81,19 @@ impl Db {
         table: &'static str,
     ) -> StoreResult<Lwt> {
         let result = self.execute(statement, values).await?;
-        let rows = result.into_rows_result().decoding(table)?;
-        let names: Vec<String> = rows
-            .column_specs()
-            .iter()
-            .map(|spec| spec.name().to_owned())
-            .collect();
-        let row = rows
-            .maybe_first_row::<Row>()
-            .decoding(table)?
-            .ok_or_else(|| corrupt(table, "a lightweight transaction returned no row"))?;
-        let applied = match names
-            .iter()
-            .position(|n| n == "[applied]")
-            .and_then(|i| row.columns.get(i).cloned().flatten())
-        {
-            Some(CqlValue::Boolean(applied)) => applied,
-            other => return Err(corrupt(table, format!("[applied] column is {other:?}"))),
-        };
-        Ok(Lwt {
-            applied,
-            names,
-            row,
-        })
+        Lwt::from_result(result, table)
+    }
+
+    /// Runs a conditional batch: one lightweight transaction over the statements of one
+    /// partition, which all apply or none does. Whether it applied.
+    pub async fn lwt_batch(
+        &self,
+        batch: &Batch,
+        values: impl BatchValues,
+        table: &'static str,
+    ) -> StoreResult<bool> {
+        let result = self.session.batch(batch, values).await.store_err()?;
+        Ok(Lwt::from_result(result, table)?.applied)
     }
 
     /// Starts a paged scan (the pages are fetched as [`Scan::next_chunk`] asks).
@@ -148,6 +141,32 @@ pub(crate) struct Lwt {
 }
 
 impl Lwt {
+    fn from_result(result: QueryResult, table: &'static str) -> StoreResult<Lwt> {
+        let rows = result.into_rows_result().decoding(table)?;
+        let names: Vec<String> = rows
+            .column_specs()
+            .iter()
+            .map(|spec| spec.name().to_owned())
+            .collect();
+        let row = rows
+            .maybe_first_row::<Row>()
+            .decoding(table)?
+            .ok_or_else(|| corrupt(table, "a lightweight transaction returned no row"))?;
+        let applied = match names
+            .iter()
+            .position(|n| n == "[applied]")
+            .and_then(|i| row.columns.get(i).cloned().flatten())
+        {
+            Some(CqlValue::Boolean(applied)) => applied,
+            other => return Err(corrupt(table, format!("[applied] column is {other:?}"))),
+        };
+        Ok(Lwt {
+            applied,
+            names,
+            row,
+        })
+    }
+
     /// A column of the current row sent back with a transaction that did not apply.
     pub fn column(&self, name: &str) -> Option<&CqlValue> {
         let index = self.names.iter().position(|n| n == name)?;

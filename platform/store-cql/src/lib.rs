@@ -1,6 +1,6 @@
-//! The storage backend for clusters: [`CqlStore`], a [`Store`] on ScyllaDB (or Apache
-//! Cassandra 5) over CQL with the `scylla` driver. It passes the same conformance suite as the
-//! embedded store.
+//! The storage backend for clusters: [`CqlStore`], a [`Store`] and a [`BusinessStore`] on
+//! ScyllaDB (or Apache Cassandra 5) over CQL with the `scylla` driver. It passes the same
+//! conformance suites as the embedded store.
 //!
 //! # Layout
 //! - this file: [`CqlStore`], [`CqlStore::connect`] and the [`Store`] implementation, which
@@ -12,6 +12,8 @@
 //! - `db`: running statements (rows, lightweight transactions, scans);
 //! - `write`: the writes of one operation, as one logged batch or in phases;
 //! - `accounts`, `codes`, `keys`, `queues`, `groups`: the operations; `sweep`: expiry;
+//! - `business`: the [`BusinessStore`] implementation (records and queues, and how each of
+//!   its contracts is kept);
 //! - `layout`: bucket and TTL arithmetic; `locks`: in-process per-key locks;
 //! - `error`: where driver errors become [`StoreError`]s.
 //!
@@ -32,6 +34,8 @@
 //! | `group_message_buckets` | group | bucket (desc) | which message buckets exist |
 //! | `group_dedupe` | group, sender device, client id | | message seq, expiry |
 //! | `group_receipts` | group, message seq | user, kind, time | receipts (insert-only) |
+//! | `business_records` | table, partition | key | business record |
+//! | `business_queues` | queue | seq, unique key | next seq and head, unique keys, items |
 //!
 //! Removed devices lose their devices and keys rows, prekeys and queue entries at once; the
 //! dedupe records of their queues are left to expire (device ids are never reused, so nothing
@@ -85,6 +89,7 @@
 //! message seqs, invite codes) happens before anything is written.
 
 mod accounts;
+mod business;
 mod codes;
 mod config;
 mod db;

@@ -55,7 +55,8 @@ impl Stripes {
 }
 
 /// The stripes of each kind of key. Held together, they are taken in the order accounts,
-/// groups, devices (keys and devices are never held together).
+/// groups, devices (keys and devices are never held together; the business stripes are never
+/// held with any other).
 pub(crate) struct Locks {
     /// Phone numbers: registration and codes.
     pub phones: Stripes,
@@ -65,6 +66,10 @@ pub(crate) struct Locks {
     pub devices: Stripes,
     /// Group ids: records, invite codes, group messages.
     pub groups: Stripes,
+    /// Business record keys: inserts.
+    pub business_records: Stripes,
+    /// Business queues: appends and removals.
+    pub business_queues: Stripes,
 }
 
 impl Locks {
@@ -74,6 +79,8 @@ impl Locks {
             keys: Stripes::new(),
             devices: Stripes::new(),
             groups: Stripes::new(),
+            business_records: Stripes::new(),
+            business_queues: Stripes::new(),
         }
     }
 }

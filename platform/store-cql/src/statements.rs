@@ -216,6 +216,47 @@ statements! {
     receipts_get: Plain "SELECT user_id, kind, at FROM group_receipts \
         WHERE group_id = ? AND message_seq = ?";
 
+    // ---- business records ----
+    record_put: Plain "INSERT INTO business_records (record_table, record_partition, \
+        record_key, value) VALUES (?, ?, ?, ?)";
+    record_insert: Lwt "INSERT INTO business_records (record_table, record_partition, \
+        record_key, value) VALUES (?, ?, ?, ?) IF NOT EXISTS";
+    record_get: Plain "SELECT value FROM business_records WHERE record_table = ? \
+        AND record_partition = ? AND record_key = ?";
+    record_delete: Plain "DELETE FROM business_records WHERE record_table = ? \
+        AND record_partition = ? AND record_key = ?";
+    records_from: Plain "SELECT record_key, value FROM business_records WHERE record_table = ? \
+        AND record_partition = ? AND record_key >= ? LIMIT ?";
+    records_after: Plain "SELECT record_key, value FROM business_records WHERE record_table = ? \
+        AND record_partition = ? AND record_key > ? LIMIT ?";
+
+    // ---- business queues ----
+    bq_meta_get: Plain "SELECT next_seq, head_seq FROM business_queues WHERE queue = ? \
+        AND seq = -1 AND unique_key = ''";
+    bq_meta_get_serial: SerialRead "SELECT next_seq, head_seq FROM business_queues \
+        WHERE queue = ? AND seq = -1 AND unique_key = ''";
+    bq_unique_get: Plain "SELECT unique_key, unique_until FROM business_queues \
+        WHERE queue = ? AND seq = 0 AND unique_key IN ?";
+    bq_unique_get_serial: SerialRead "SELECT unique_key, unique_until FROM business_queues \
+        WHERE queue = ? AND seq = 0 AND unique_key IN ?";
+    bq_take_seqs: Lwt "UPDATE business_queues SET next_seq = ? WHERE queue = ? AND seq = -1 \
+        AND unique_key = '' IF next_seq = ?";
+    bq_item_put: Plain "INSERT INTO business_queues (queue, seq, unique_key, value) \
+        VALUES (?, ?, '', ?)";
+    bq_unique_record: Lwt "INSERT INTO business_queues (queue, seq, unique_key, unique_until) \
+        VALUES (?, 0, ?, ?) IF NOT EXISTS USING TTL ?";
+    bq_unique_renew: Lwt "UPDATE business_queues USING TTL ? SET unique_until = ? \
+        WHERE queue = ? AND seq = 0 AND unique_key = ? IF unique_until = ?";
+    bq_items_read: Plain "SELECT seq, value FROM business_queues WHERE queue = ? AND seq >= ? \
+        LIMIT ?";
+    bq_items_written: Plain "SELECT seq, WRITETIME(value) FROM business_queues \
+        WHERE queue = ? AND seq IN ?";
+    bq_first_item: Plain "SELECT seq FROM business_queues WHERE queue = ? AND seq >= ? LIMIT 1";
+    bq_item_delete: Plain "DELETE FROM business_queues USING TIMESTAMP ? WHERE queue = ? \
+        AND seq = ? AND unique_key = ''";
+    bq_set_head: Plain "UPDATE business_queues SET head_seq = ? WHERE queue = ? AND seq = -1 \
+        AND unique_key = ''";
+
     // ---- scans and sweeps ----
     scan_queue: Scan "SELECT user_id, device_id, bucket, seq, expires_at FROM queue";
     queue_delete_row: Plain "DELETE FROM queue WHERE user_id = ? AND device_id = ? \
@@ -238,6 +279,10 @@ statements! {
         AND sender_user = ? AND sender_device = ? AND client_message_id = ?";
     scan_receipts: Scan "SELECT DISTINCT group_id, message_seq, expires_at FROM group_receipts";
     receipts_delete: Plain "DELETE FROM group_receipts WHERE group_id = ? AND message_seq = ?";
+    scan_bq_unique: Scan "SELECT queue, seq, unique_key, unique_until, WRITETIME(unique_until) \
+        FROM business_queues";
+    bq_unique_delete: Plain "DELETE FROM business_queues USING TIMESTAMP ? WHERE queue = ? \
+        AND seq = 0 AND unique_key = ?";
 }
 
 #[cfg(test)]

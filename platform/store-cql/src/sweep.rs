@@ -21,6 +21,14 @@ type DedupeRow = (Uuid, i32, Uuid, i32, String, i64, i64);
 type GroupMessageRow = (Uuid, i64, i64, i64);
 type GroupDedupeRow = (Uuid, Uuid, i32, String, i64, i64);
 type ReceiptsRow = (Uuid, i64, Option<i64>);
+/// Any row of `business_queues`: meta rows (seq -1), unique keys (seq 0), items.
+type BusinessQueueRow = (
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
 
 impl CqlStore {
     pub(crate) async fn sweep_expired_impl(&self, now: Millis) -> StoreResult<u64> {
@@ -30,6 +38,38 @@ impl CqlStore {
         self.sweep_group_dedupe(now).await?;
         self.sweep_receipts(now).await?;
         Ok(queue_entries)
+    }
+
+    /// Deletes the unique keys of business queues whose `unique_until` is at or before `now`,
+    /// each `USING TIMESTAMP` of the version the scan saw: a key recorded again after the
+    /// scan saw it stays (though it is counted).
+    pub(crate) async fn sweep_business_unique_impl(&self, now: Millis) -> StoreResult<u64> {
+        let mut scan = self
+            .db
+            .scan::<BusinessQueueRow>(&self.st.scan_bq_unique, "business_queues")
+            .await?;
+        let mut removed = 0;
+        loop {
+            let (expired, done) = scan
+                .next_chunk(SWEEP_CHUNK, |(queue, seq, key, until, written)| {
+                    match (seq, key, until, written) {
+                        (Some(0), Some(key), Some(until), Some(written))
+                            if u64_from_cql(until) <= now =>
+                        {
+                            Some((written, queue, key))
+                        }
+                        _ => None,
+                    }
+                })
+                .await?;
+            removed += expired.len() as u64;
+            self.db
+                .execute_all(&self.st.bq_unique_delete, expired)
+                .await?;
+            if done {
+                return Ok(removed);
+            }
+        }
     }
 
     async fn sweep_queue(&self, now: Millis) -> StoreResult<u64> {

@@ -16,6 +16,10 @@ use serde::Deserialize;
 pub struct BusinessConfig {
     /// Serve the business API (the embedded server starts it beside the consumer API).
     pub enabled: bool,
+    /// In cluster mode, whether this node runs the business API. Set it on one node only:
+    /// business numbers have no cluster owner yet, and two nodes running the API would both
+    /// bring up every number's device. Ignored by a single node.
+    pub cluster_node: bool,
     /// The business API's own listener: a separate trust domain from the consumer API.
     pub listen: SocketAddr,
     /// The public base URL of this listener, used in media download links; empty means
@@ -91,6 +95,7 @@ impl Default for BusinessConfig {
     fn default() -> Self {
         BusinessConfig {
             enabled: true,
+            cluster_node: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
             public_url: String::new(),
             platform_url: String::new(),

@@ -19,9 +19,9 @@
 # node id node-i, stores through CQL on 127.0.0.1:19042 (keyspace replication factor 1) and
 # meets the others through Kafka on 127.0.0.1:19092 (or the three brokers with --kafka-nodes 3).
 # Every node gets the same admin token, generated once into <run dir>/admin.token.
-# Node 1 also serves the business API on 127.0.0.1:18070; the other nodes do not run it
-# (business numbers have no owner in the cluster yet: every node running it would bring up
-# every number).
+# Node 1 also serves the business API on 127.0.0.1:18070 (business.cluster_node); the others
+# do not run it (business numbers have no owner in the cluster yet: every node running it would
+# bring up every number).
 #
 # The binary defaults to target/release/courier-server, built with
 # `cargo build --release -p courier-server` only if it is missing.
@@ -129,9 +129,7 @@ EOF
     "COURIER_CLUSTER__KAFKA_REPLICATION_FACTOR=$kafka_nodes"
   )
   if [ "$n" = 1 ]; then
-    settings+=(COURIER_BUSINESS__LISTEN=127.0.0.1:18070)
-  else
-    settings+=(COURIER_BUSINESS__ENABLED=false)
+    settings+=(COURIER_BUSINESS__LISTEN=127.0.0.1:18070 COURIER_BUSINESS__CLUSTER_NODE=true)
   fi
   local token i
   token=$(cat "$RUN/admin.token")

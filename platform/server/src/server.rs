@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use courier_bus::{Bus, BusError, KafkaBus, KafkaConfig};
-use courier_business::{BusinessError, RunningBusiness};
+use courier_business::RunningBusiness;
 use courier_store::embedded::EmbeddedStore;
 use courier_store::{BusinessStore, Store, StoreError};
 use courier_store_cql::{CqlConfig, CqlStore};
@@ -35,8 +35,6 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("message bus: {0}")]
     Bus(#[from] BusError),
-    #[error("business API: {0}")]
-    Business(#[from] BusinessError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -276,6 +274,13 @@ async fn start_business(
     if !config.enabled {
         return Ok(None);
     }
+    if state.registry.cluster().is_some() && !config.cluster_node {
+        tracing::info!(
+            "business API not started on this node: in a cluster it runs on the one node with \
+             business.cluster_node = true"
+        );
+        return Ok(None);
+    }
     let Some(store) = store else {
         tracing::warn!(
             "business API not started: the store given to the server has no business store \
@@ -298,7 +303,15 @@ async fn start_business(
         },
         data_dir: data_dir.to_owned(),
     };
-    Ok(Some(courier_business::start(config, deps).await?))
+    // The consumer platform keeps serving if the business API cannot start (a wrong data key,
+    // its port taken): the failure is logged, and the business API stays down.
+    match courier_business::start(config, deps).await {
+        Ok(running) => Ok(Some(running)),
+        Err(error) => {
+            tracing::error!(%error, "the business API did not start");
+            Ok(None)
+        }
+    }
 }
 
 impl RunningServer {

@@ -330,36 +330,97 @@ impl Sink {
 }
 
 /// Reads frames and writes queued client frames until the connection ends.
+///
+/// Deliveries (and the other frames that become events, to keep their order) are processed in
+/// order by a task of their own ([`run_deliveries`]), so that the answers to this device's
+/// sends, read by this loop, are not held up behind the work a delivery takes (decryption,
+/// saving, the handler).
 async fn run_connection(
     client: Client,
-    mut connection: GatewayConnection,
+    connection: GatewayConnection,
     mut frames: mpsc::Receiver<ClientFrame>,
     sink: Sink,
     pending: Pending,
 ) {
+    let (mut writer, mut reader) = connection.split();
+    let sink = Arc::new(sink);
+    let (deliveries, queued) = mpsc::channel(DELIVERY_QUEUE);
+    let (acks_tx, mut acks) = mpsc::channel(DELIVERY_QUEUE);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(run_deliveries(
+        client.clone(),
+        queued,
+        Arc::clone(&sink),
+        acks_tx,
+        stopped,
+        Arc::clone(&pending),
+    ));
     let end = loop {
         tokio::select! {
             outgoing = frames.recv() => {
                 let Some(frame) = outgoing else {
-                    connection.close().await;
+                    writer.close().await;
                     break Event::Closed { code: 1000, reason: "closed by the client".into() };
                 };
-                if let Err(error) = connection.send(&frame).await {
+                if let Err(error) = writer.send(&frame).await {
                     break Event::Closed { code: 1006, reason: error.to_string() };
                 }
             }
-            incoming = connection.recv() => {
+            ack = acks.recv() => {
+                let Some(ack) = ack else {
+                    // The delivery task ended: it failed (it runs as long as the connection);
+                    // its error becomes the reason below.
+                    break Event::Closed {
+                        code: 1006,
+                        reason: "a delivery could not be processed".into(),
+                    };
+                };
+                if let Err(error) = writer.send(&ack).await {
+                    break Event::Closed { code: 1006, reason: error.to_string() };
+                }
+            }
+            incoming = reader.recv() => {
                 let frame = match incoming {
                     Ok(Incoming::Frame(frame)) => frame,
                     Ok(Incoming::Closed { code, reason }) => break Event::Closed { code, reason },
                     Err(error) => break Event::Closed { code: 1006, reason: error.to_string() },
                 };
-                match handle_frame(&client, &mut connection, &sink, &pending, frame).await {
-                    Ok(()) => {}
-                    Err(error) => break Event::Closed { code: 1006, reason: error.to_string() },
+                // Answers go to their waiters now; everything else, in order, to the task that
+                // processes deliveries (so that events keep the order of the frames).
+                let answer = matches!(
+                    frame.body,
+                    Some(
+                        server_frame::Body::SendResult(_)
+                            | server_frame::Body::GroupResult(_)
+                            | server_frame::Body::MessageInfo(_)
+                            | server_frame::Body::Error(_)
+                    )
+                );
+                if !answer {
+                    if deliveries.send(frame).await.is_err() {
+                        break Event::Closed {
+                            code: 1006,
+                            reason: "a delivery could not be processed".into(),
+                        };
+                    }
+                    continue;
+                }
+                if let Err(error) = handle_frame(&sink, &pending, frame).await {
+                    break Event::Closed { code: 1006, reason: error.to_string() };
                 }
             }
         }
+    };
+    // The delivery task stops between deliveries (never in the middle of one); what it had
+    // not acknowledged comes again on the next connection.
+    stop.send_replace(true);
+    drop(deliveries);
+    let end = match worker.await {
+        Ok(Err(error)) if matches!(&end, Event::Closed { code: 1006, .. }) => Event::Closed {
+            code: 1006,
+            reason: error.to_string(),
+        },
+        _ => end,
     };
     for (_, waiter) in lock_pending(&pending).drain() {
         // The waiter may have given up; nothing to tell then.
@@ -369,9 +430,70 @@ async fn run_connection(
     let _ = sink.events.send(end).await;
 }
 
+/// Frames read but not yet processed, per connection.
+const DELIVERY_QUEUE: usize = 1024;
+
+/// Processes the frames other than answers in the order they arrived; deliveries are
+/// decrypted and saved, handed over, then acknowledged (the ack goes to the writing loop).
+/// Ends when the connection does (`stop`, or the queue closing), or with the error of a
+/// delivery that could not be processed.
+async fn run_deliveries(
+    client: Client,
+    mut queued: mpsc::Receiver<courier_protocol::v1::ServerFrame>,
+    sink: Arc<Sink>,
+    acks: mpsc::Sender<ClientFrame>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    pending: Pending,
+) -> ClientResult<()> {
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = stop.wait_for(|stopped| *stopped) => return Ok(()),
+            frame = queued.recv() => match frame {
+                Some(frame) => frame,
+                None => return Ok(()),
+            },
+        };
+        let delivery = match frame.body {
+            Some(server_frame::Body::Delivery(delivery)) => delivery,
+            _ => {
+                handle_frame(&sink, &pending, frame).await?;
+                continue;
+            }
+        };
+        let seq = delivery.seq;
+        // Decrypted and saved (with the message kept until handed over) before anything else.
+        let event = match delivery.content {
+            Some(content) => client.receive(content).await?,
+            None => None,
+        };
+        if let Some(keys) = client.replenish_if_low().await? {
+            let api = client.api().clone();
+            let credentials = client.credentials();
+            tokio::spawn(async move {
+                if let Err(error) = api.add_one_time_prekeys(&credentials, keys).await {
+                    tracing::warn!(%error, "could not upload new one-time prekeys");
+                }
+            });
+        }
+        // The event is handed over before the ack: an ack means "the application has it".
+        // That it was handed over goes to the store with the next save: until then the stored
+        // copy is harmless, since only a delivery without an ack comes again.
+        if let Some(event) = event {
+            sink.hand_over(event.clone()).await?;
+            client.handed_over(&event);
+        }
+        let ack = ClientFrame {
+            request_id: 0,
+            body: Some(client_frame::Body::Ack(Ack { up_to_seq: seq })),
+        };
+        if acks.send(ack).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
 async fn handle_frame(
-    client: &Client,
-    connection: &mut GatewayConnection,
     sink: &Sink,
     pending: &Pending,
     frame: courier_protocol::v1::ServerFrame,
@@ -409,36 +531,8 @@ async fn handle_frame(
                 }),
             }
         }
-        server_frame::Body::Delivery(delivery) => {
-            let seq = delivery.seq;
-            // Decrypted and saved (with the message kept until handed over) before anything else.
-            let event = match delivery.content {
-                Some(content) => client.receive(content).await?,
-                None => None,
-            };
-            if let Some(keys) = client.replenish_if_low().await? {
-                let api = client.api().clone();
-                let credentials = client.credentials();
-                tokio::spawn(async move {
-                    if let Err(error) = api.add_one_time_prekeys(&credentials, keys).await {
-                        tracing::warn!(%error, "could not upload new one-time prekeys");
-                    }
-                });
-            }
-            // The event is handed over before the ack: an ack means "the application has it".
-            // That it was handed over goes to the store with the next save: until then the
-            // stored copy is harmless, since only a delivery without an ack comes again.
-            if let Some(event) = event {
-                sink.hand_over(event.clone()).await?;
-                client.handed_over(&event);
-            }
-            let ack = ClientFrame {
-                request_id: 0,
-                body: Some(client_frame::Body::Ack(Ack { up_to_seq: seq })),
-            };
-            connection.send(&ack).await?;
-            return Ok(());
-        }
+        // Deliveries go to `run_deliveries`; one here would be a bug of `run_connection`.
+        server_frame::Body::Delivery(_) => None,
         server_frame::Body::QueueEmpty(_) => Some(Event::QueueEmpty),
         server_frame::Body::Typing(typing) => {
             typing.from_user.parse().ok().map(|from| Event::Typing {

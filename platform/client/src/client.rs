@@ -530,9 +530,13 @@ impl Client {
         self.persist().await
     }
 
-    /// Decrypts and records one delivery, saved before this returns; returns the event to
-    /// report, if any. Call [`Client::handed_over`] once the application has it.
-    pub(crate) async fn receive(&self, content: delivery::Content) -> ClientResult<Option<Event>> {
+    /// Decrypts and records one delivery in memory only; returns the event to report, if any.
+    /// The caller saves ([`Client::persist`]) before it hands the event over or acknowledges
+    /// the delivery, then calls [`Client::handed_over`] once the application has it.
+    pub(crate) fn receive_unsaved(
+        &self,
+        content: delivery::Content,
+    ) -> ClientResult<Option<Event>> {
         let event = match content {
             delivery::Content::Envelope(envelope) => self.receive_envelope(envelope)?,
             delivery::Content::Receipt(receipt) => self.receive_receipt(receipt)?,
@@ -543,7 +547,6 @@ impl Client {
             // Resolved by the server before delivery; never meant for a client.
             delivery::Content::StoredGroupRef(_) => None,
         };
-        self.persist().await?;
         Ok(event)
     }
 

@@ -445,8 +445,9 @@ async fn run_deliveries(
     mut stop: tokio::sync::watch::Receiver<bool>,
     pending: Pending,
 ) -> ClientResult<()> {
+    let mut batch: Vec<courier_protocol::v1::ServerFrame> = Vec::with_capacity(DELIVERY_BATCH);
     loop {
-        let frame = tokio::select! {
+        let first = tokio::select! {
             biased;
             _ = stop.wait_for(|stopped| *stopped) => return Ok(()),
             frame = queued.recv() => match frame {
@@ -454,43 +455,75 @@ async fn run_deliveries(
                 None => return Ok(()),
             },
         };
-        let delivery = match frame.body {
-            Some(server_frame::Body::Delivery(delivery)) => delivery,
-            _ => {
-                handle_frame(&sink, &pending, frame).await?;
-                continue;
-            }
-        };
-        let seq = delivery.seq;
-        // Decrypted and saved (with the message kept until handed over) before anything else.
-        let event = match delivery.content {
-            Some(content) => client.receive(content).await?,
-            None => None,
-        };
-        if let Some(keys) = client.replenish_if_low().await? {
-            let api = client.api().clone();
-            let credentials = client.credentials();
-            tokio::spawn(async move {
-                if let Err(error) = api.add_one_time_prekeys(&credentials, keys).await {
-                    tracing::warn!(%error, "could not upload new one-time prekeys");
+        // What has arrived meanwhile goes in the same turn: one save for all its deliveries.
+        batch.push(first);
+        while batch.len() < DELIVERY_BATCH
+            && let Ok(frame) = queued.try_recv()
+        {
+            batch.push(frame);
+        }
+        let mut received: Vec<(u64, Option<Event>)> = Vec::new();
+        for frame in batch.drain(..) {
+            match frame.body {
+                Some(server_frame::Body::Delivery(delivery)) => {
+                    let event = match delivery.content {
+                        Some(content) => client.receive_unsaved(content)?,
+                        None => None,
+                    };
+                    received.push((delivery.seq, event));
                 }
-            });
+                _ => {
+                    // Events keep the order of the frames: the deliveries before this one first.
+                    if !deliver(&client, &sink, &acks, std::mem::take(&mut received)).await? {
+                        return Ok(());
+                    }
+                    handle_frame(&sink, &pending, frame).await?;
+                }
+            }
         }
-        // The event is handed over before the ack: an ack means "the application has it".
-        // That it was handed over goes to the store with the next save: until then the stored
-        // copy is harmless, since only a delivery without an ack comes again.
-        if let Some(event) = event {
-            sink.hand_over(event.clone()).await?;
-            client.handed_over(&event);
-        }
-        let ack = ClientFrame {
-            request_id: 0,
-            body: Some(client_frame::Body::Ack(Ack { up_to_seq: seq })),
-        };
-        if acks.send(ack).await.is_err() {
+        if !deliver(&client, &sink, &acks, received).await? {
             return Ok(());
         }
     }
+}
+
+/// Deliveries processed in one turn, at most.
+const DELIVERY_BATCH: usize = 64;
+
+/// Saves what `received` changed (the messages are kept until handed over), hands the events
+/// over in order, then acknowledges up to the last seq. `false` if the connection is gone.
+async fn deliver(
+    client: &Client,
+    sink: &Sink,
+    acks: &mpsc::Sender<ClientFrame>,
+    received: Vec<(u64, Option<Event>)>,
+) -> ClientResult<bool> {
+    let Some(last) = received.iter().map(|(seq, _)| *seq).max() else {
+        return Ok(true);
+    };
+    // Decrypted and saved before anything else.
+    client.persist().await?;
+    if let Some(keys) = client.replenish_if_low().await? {
+        let api = client.api().clone();
+        let credentials = client.credentials();
+        tokio::spawn(async move {
+            if let Err(error) = api.add_one_time_prekeys(&credentials, keys).await {
+                tracing::warn!(%error, "could not upload new one-time prekeys");
+            }
+        });
+    }
+    // The events are handed over before the ack: an ack means "the application has it". That
+    // they were handed over goes to the store with the next save: until then the stored copy
+    // is harmless, since only a delivery without an ack comes again.
+    for event in received.into_iter().filter_map(|(_, event)| event) {
+        sink.hand_over(event.clone()).await?;
+        client.handed_over(&event);
+    }
+    let ack = ClientFrame {
+        request_id: 0,
+        body: Some(client_frame::Body::Ack(Ack { up_to_seq: last })),
+    };
+    Ok(acks.send(ack).await.is_ok())
 }
 
 async fn handle_frame(

@@ -63,7 +63,8 @@ impl Device {
 
     /// As the connection task does: received, saved, handed over.
     async fn receive(&self, content: delivery::Content) -> Option<Event> {
-        let event = self.client.receive(content).await.unwrap();
+        let event = self.client.receive_unsaved(content).unwrap();
+        self.client.persist().await.unwrap();
         if let Some(event) = &event {
             self.client.handed_over(event);
         }

@@ -26,7 +26,7 @@ use anyhow::{Context, bail};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use courier_client::{Api, Client, ConnectOptions, Event, Messenger, StateFile};
+use courier_client::{Api, Client, ConnectOptions, Messenger, StateFile};
 use courier_protocol::UserId;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -224,28 +224,6 @@ async fn start_receiver(receiver: Arc<Receiver>) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// Counts and times the business's messages as consumers decrypt them.
-fn listen(mut events: tokio::sync::mpsc::Receiver<Event>, recorder: Arc<Recorder>) {
-    tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            match event {
-                Event::Message { text, .. } => {
-                    if let Ok(scheduled) = text.parse::<u64>() {
-                        recorder.latency(series::DELIVERY, unix_micros().saturating_sub(scheduled));
-                        recorder.count(Counter::Delivered, 1);
-                    }
-                }
-                Event::DecryptionFailed { .. } => recorder.error("decryption_failed"),
-                Event::Closed { code, .. } if code != 1000 => {
-                    recorder.error(format!("closed:{code}"));
-                    recorder.connection_closed();
-                }
-                _ => {}
-            }
-        }
-    });
-}
-
 /// A consumer device registered for this run, its state in memory (a state file written per
 /// message would make the generator the bottleneck).
 async fn consumer(plan: &Plan, api: &Api) -> anyhow::Result<Client> {
@@ -306,7 +284,7 @@ pub async fn run(plan: &Plan, index: u32) -> anyhow::Result<RunResult> {
         let (messenger, events) = client.connect_with(&options).await?;
         recorder.latency(series::CONNECT, started.elapsed().as_micros() as u64);
         recorder.connection_opened();
-        listen(events, Arc::clone(&recorder));
+        crate::encrypted::listen(events, Arc::clone(&recorder));
         let wa_id: String = client
             .phone()
             .chars()

@@ -38,8 +38,8 @@ async fn device(plan: &Plan, api: &Api, index: u64) -> anyhow::Result<Client> {
     Ok(Client::register(&plan.server, &phone, &code, "load", StateFile::at(&dir)).await?)
 }
 
-/// Counts and times decrypted messages as they arrive.
-fn listen(mut events: tokio::sync::mpsc::Receiver<Event>, recorder: Arc<Recorder>) {
+/// Counts and times decrypted messages as they arrive (the business scenario's too).
+pub(crate) fn listen(mut events: tokio::sync::mpsc::Receiver<Event>, recorder: Arc<Recorder>) {
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
             match event {

@@ -335,6 +335,18 @@ impl Receiver {
             .collect()
     }
 
+    /// The text bodies of the accepted message webhooks, in the order they were accepted.
+    pub fn delivered_texts(&self) -> Vec<String> {
+        self.accepted()
+            .iter()
+            .filter_map(|p| {
+                change_value(p)?["messages"][0]["text"]["body"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+
     /// Waits until an accepted webhook has a change value matching `wanted`; returns the
     /// whole payload.
     pub async fn wait_for(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
